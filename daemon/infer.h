@@ -48,6 +48,9 @@ struct infer_request {
 
 	void *owner; /* transport memory backing the inputs */
 	void (*owner_free)(void *owner);
+
+	struct infer_request *sched_next; /* scheduler-private queue link */
+	uint64_t t_start_ns;              /* scheduler-private: when execution began */
 };
 
 /* A zeroed request holding a reference to model (taken here). */

@@ -57,8 +57,10 @@ struct model_stats {
 	struct model_batch_stat *batch; /* one per batch size seen */
 };
 
-/* Open a repository rooted at path (not loaded yet). devices executes the models. */
-int repo_open(const char *path, struct device_manager *devices, struct repo **out, char **err);
+/* Open a repository rooted at path (not loaded yet). devices executes the models; threads
+ * is each instance's intra-op thread count (0 = one per CPU). */
+int repo_open(const char *path, struct device_manager *devices, int threads, struct repo **out,
+	      char **err);
 /* Load every model found under the root; failures are logged and kept as UNAVAILABLE. */
 void repo_load_all(struct repo *r);
 /* True once repo_load_all has finished (the server is ready). */

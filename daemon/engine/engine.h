@@ -8,6 +8,7 @@
 #ifndef ACC_ENGINE_H
 #define ACC_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,7 +17,8 @@
 struct eng_model;
 struct eng_exec;
 
-/* Description of a graph input or output. dims[i] < 0 means a dynamic dimension. */
+/* Description of a graph input or output. dims[i] < 0 means a dynamic dimension; ndims < 0
+ * (outputs only) means the model does not declare the rank. */
 struct eng_io {
 	const char *name;
 	enum dtype dtype;
@@ -42,6 +44,13 @@ struct eng_options {
  * op, the node and the opset). */
 int eng_model_load(const void *onnx, size_t len, const struct eng_options *opt,
 		   struct eng_model **out, char **err);
+/* Whether the engine supports everything the model uses (ops at its opset, attributes, dtypes),
+ * without loading it: 1 yes, 0 no (*why, if non-NULL, says what is missing), or -EINVAL (*why
+ * set) when the bytes are not a valid model. A supported model that fails to load or run is
+ * an engine bug. */
+int eng_model_supported(const void *onnx, size_t len, char **why);
+/* Whether the engine implements op_type (default ONNX domain) at opset. */
+bool eng_op_supported(const char *op_type, int64_t opset);
 /* Free a model; no exec of it may remain. */
 void eng_model_free(struct eng_model *m);
 /* Number of graph inputs (initializers excluded). */

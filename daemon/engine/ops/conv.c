@@ -1,0 +1,228 @@
+/* conv.c - Conv (1-D to N-D, groups, dilations, auto_pad) as im2col + sgemm, and the window
+ * geometry shared with the pools. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "kernels/gemm.h"
+#include "ops/ops.h"
+#include "threadpool.h"
+
+int eng_win_geom(const struct eg_node *n, int k, const int64_t *in, const int64_t *kern, bool ceil_mode,
+		 struct eng_win *w, char **err)
+{
+	size_t cs, cd, cp;
+	const int64_t *st = eg_attr_ints(n, "strides", &cs), *dl = eg_attr_ints(n, "dilations", &cd);
+	const int64_t *pd = eg_attr_ints(n, "pads", &cp);
+	const char *ap = eg_attr_str(n, "auto_pad", "NOTSET");
+	if ((st && (int)cs != k) || (dl && (int)cd != k) || (pd && (int)cp != 2 * k))
+		return eng_node_err(err, -EINVAL, n, "strides/dilations/pads do not match %d spatial dims", k);
+	w->k = k;
+	for (int i = 0; i < k; i++) {
+		w->in[i] = in[i];
+		w->kern[i] = kern[i];
+		w->stride[i] = st ? st[i] : 1;
+		w->dil[i] = dl ? dl[i] : 1;
+		w->pb[i] = pd ? pd[i] : 0;
+		w->pe[i] = pd ? pd[i + k] : 0;
+		if (w->stride[i] < 1 || w->dil[i] < 1 || w->kern[i] < 1 || w->pb[i] < 0 || w->pe[i] < 0)
+			return eng_node_err(err, -EINVAL, n, "bad stride, dilation, kernel or pad");
+		int64_t ek = (w->kern[i] - 1) * w->dil[i] + 1;
+		if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+			int64_t o = (in[i] + w->stride[i] - 1) / w->stride[i];
+			int64_t tot = (o - 1) * w->stride[i] + ek - in[i];
+			if (tot < 0)
+				tot = 0;
+			bool upper = !strcmp(ap, "SAME_UPPER");
+			w->pb[i] = upper ? tot / 2 : tot - tot / 2;
+			w->pe[i] = tot - w->pb[i];
+			w->out[i] = o;
+			continue;
+		}
+		if (!strcmp(ap, "VALID")) {
+			w->pb[i] = w->pe[i] = 0;
+		} else if (strcmp(ap, "NOTSET")) {
+			return eng_node_err(err, -EINVAL, n, "auto_pad '%s' is unknown", ap);
+		}
+		int64_t span = in[i] + w->pb[i] + w->pe[i] - ek;
+		if (span < 0)
+			return eng_node_err(err, -EINVAL, n, "kernel larger than the padded input");
+		int64_t o = (ceil_mode ? (span + w->stride[i] - 1) / w->stride[i] : span / w->stride[i]) + 1;
+		/* The last window must start inside the input or its left padding. */
+		if (ceil_mode && (o - 1) * w->stride[i] >= in[i] + w->pb[i])
+			o--;
+		w->out[i] = o;
+	}
+	return 0;
+}
+
+struct conv_params {
+	int64_t group;
+};
+
+static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
+{
+	int rc = eng_check_arity(n, 2, 3, 1, err);
+	for (int i = 0; !rc && i < n->n_in; i++)
+		if (n->in[i] >= 0)
+			rc = eng_check_type(g, n, i, n->op->types, err);
+	if (rc)
+		return rc;
+	eng_set_out_dtype(g, n, 0, DT_FP32);
+	return 0;
+}
+
+/* Geometry of a Conv for concrete X and W shapes. */
+static int conv_geom(const struct eg_node *n, struct eng_tensor *const *in, struct eng_win *w, char **err)
+{
+	const struct eng_tensor *X = in[0], *W = in[1];
+	int k = X->ndims - 2;
+	int64_t G = eg_attr_int(n, "group", 1);
+	if (k < 1 || W->ndims != X->ndims)
+		return eng_node_err(err, -EINVAL, n, "X and W must have the same rank >= 3");
+	if (G < 1 || X->dims[1] % G || W->dims[0] % G || W->dims[1] * G != X->dims[1])
+		return eng_node_err(err, -EINVAL, n, "channels (%lld) and group (%lld) do not match W",
+				    (long long)X->dims[1], (long long)G);
+	size_t ck;
+	const int64_t *ks = eg_attr_ints(n, "kernel_shape", &ck);
+	if (ks && (int)ck != k)
+		return eng_node_err(err, -EINVAL, n, "kernel_shape has %zu dims", ck);
+	for (int i = 0; ks && i < k; i++)
+		if (ks[i] != W->dims[2 + i])
+			return eng_node_err(err, -EINVAL, n, "kernel_shape differs from W");
+	if (n->n_in > 2 && in[2] && (in[2]->ndims != 1 || in[2]->dims[0] != W->dims[0]))
+		return eng_node_err(err, -EINVAL, n, "B must have M = %lld entries", (long long)W->dims[0]);
+	return eng_win_geom(n, k, X->dims + 2, W->dims + 2, false, w, err);
+}
+
+/* Whether the convolution is a plain 1x1 (no im2col needed). */
+static bool conv_is_pointwise(const struct eng_win *w)
+{
+	for (int i = 0; i < w->k; i++)
+		if (w->kern[i] != 1 || w->stride[i] != 1 || w->pb[i] || w->pe[i])
+			return false;
+	return true;
+}
+
+static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
+		      size_t *scratch, char **err)
+{
+	struct eng_win w;
+	int rc = conv_geom(n, in, &w, err);
+	if (rc)
+		return rc;
+	out[0]->ndims = in[0]->ndims;
+	out[0]->dims[0] = in[0]->dims[0];
+	out[0]->dims[1] = in[1]->dims[0];
+	int64_t osz = 1, ksz = 1;
+	for (int i = 0; i < w.k; i++) {
+		out[0]->dims[2 + i] = w.out[i];
+		osz *= w.out[i];
+		ksz *= w.kern[i];
+	}
+	if (!conv_is_pointwise(&w))
+		*scratch = (size_t)(in[1]->dims[1] * ksz * osz) * sizeof(float);
+	return 0;
+}
+
+struct im2col_job {
+	const struct eng_win *w;
+	const float *x; /* one group's channels of one image */
+	float *col;
+	int64_t ksz, osz, isz;
+};
+
+/* Rows [r0, r1) of the column matrix: row = c * ksz + kernel offset. */
+static void im2col_part(void *arg, int64_t r0, int64_t r1)
+{
+	const struct im2col_job *j = arg;
+	const struct eng_win *w = j->w;
+	int k = w->k;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t c = r / j->ksz, kk = r % j->ksz;
+		int64_t koff[TENSOR_MAX_DIMS];
+		for (int d = k - 1; d >= 0; d--) {
+			koff[d] = (kk % w->kern[d]) * w->dil[d];
+			kk /= w->kern[d];
+		}
+		const float *x = j->x + c * j->isz;
+		float *dst = j->col + r * j->osz;
+		/* Walk output positions; the last spatial dim is the inner loop. */
+		int64_t oidx[TENSOR_MAX_DIMS] = { 0 }, inner = w->out[k - 1];
+		int64_t outer = j->osz / (inner ? inner : 1);
+		int64_t sl = w->stride[k - 1], ol = koff[k - 1] - w->pb[k - 1], inl = w->in[k - 1];
+		for (int64_t o = 0; o < outer; o++) {
+			bool ok = true;
+			int64_t base = 0;
+			for (int d = 0; d < k - 1; d++) {
+				int64_t p = oidx[d] * w->stride[d] - w->pb[d] + koff[d];
+				if (p < 0 || p >= w->in[d])
+					ok = false;
+				base = base * w->in[d] + p;
+			}
+			float *drow = dst + o * inner;
+			if (!ok) {
+				memset(drow, 0, inner * sizeof(float));
+			} else {
+				const float *xrow = x + base * inl;
+				for (int64_t q = 0; q < inner; q++) {
+					int64_t p = q * sl + ol;
+					drow[q] = p >= 0 && p < inl ? xrow[p] : 0.0f;
+				}
+			}
+			for (int d = k - 2; d >= 0; d--) {
+				if (++oidx[d] < w->out[d])
+					break;
+				oidx[d] = 0;
+			}
+		}
+	}
+}
+
+static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
+		    void *scratch, struct eng_ctx *ctx, char **err)
+{
+	struct eng_win w;
+	int rc = conv_geom(n, in, &w, err);
+	if (rc)
+		return rc;
+	const struct eng_tensor *X = in[0], *W = in[1];
+	const float *B = n->n_in > 2 && in[2] ? in[2]->data : NULL;
+	int64_t N = X->dims[0], C = X->dims[1], M = W->dims[0], G = eg_attr_int(n, "group", 1);
+	int64_t Cg = C / G, Mg = M / G, isz = 1, osz = 1, ksz = 1;
+	for (int i = 0; i < w.k; i++) {
+		isz *= w.in[i];
+		osz *= w.out[i];
+		ksz *= w.kern[i];
+	}
+	bool pw = conv_is_pointwise(&w);
+	const float *x = X->data, *wt = W->data;
+	float *y = out[0]->data, *col = scratch;
+	for (int64_t b = 0; b < N; b++)
+		for (int64_t g = 0; g < G; g++) {
+			const float *xg = x + (b * C + g * Cg) * isz;
+			float *yg = y + (b * M + g * Mg) * osz;
+			const float *src = xg;
+			if (!pw) {
+				struct im2col_job j = { &w, xg, col, ksz, osz, isz };
+				tpool_for(ctx->pool, Cg * ksz, 1 + 16384 / (osz ? osz : 1), im2col_part, &j);
+				src = col;
+			}
+			kgemm(false, false, Mg, osz, Cg * ksz, 1.0f, wt + g * Mg * Cg * ksz, Cg * ksz, src, osz, 0.0f,
+			      yg, osz, ctx->pool);
+			if (B)
+				for (int64_t m = 0; m < Mg; m++) {
+					float bv = B[g * Mg + m], *row = yg + m * osz;
+					for (int64_t i = 0; i < osz; i++)
+						row[i] += bv;
+				}
+		}
+	return 0;
+}
+
+const struct eng_op eng_ops_conv[] = {
+	{ "Conv", 1, ENG_OPSET_LATEST, DTM_FLOAT, "auto_pad dilations group kernel_shape pads strides", 0,
+	  conv_prepare, conv_infer, conv_run, 0 },
+	{ NULL, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0 },
+};

@@ -4,7 +4,7 @@
 # usage: scripts/test.sh [--no-distcheck] [--sanitizers]
 # Environment: ACCELD_BUILD_DIR (default ./build-test), JOBS (default: the CPU count).
 # The ONNX conformance cases are taken from ../shared/onnx-conformance/node when present and
-# handed to the tests as ONNX_CONFORMANCE_DIR.
+# handed to the tests as ACCELD_CONFORMANCE_DIR.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 distcheck=yes
@@ -21,12 +21,12 @@ done
 source "$top/scripts/deps.sh"
 acceld_install_deps
 
-if [ -z "${ONNX_CONFORMANCE_DIR:-}" ] && [ -d "$top/../shared/onnx-conformance/node" ]; then
-	ONNX_CONFORMANCE_DIR=$(cd "$top/../shared/onnx-conformance/node" && pwd)
+if [ -z "${ACCELD_CONFORMANCE_DIR:-}" ] && [ -d "$top/../shared/onnx-conformance/node" ]; then
+	ACCELD_CONFORMANCE_DIR=$(cd "$top/../shared/onnx-conformance/node" && pwd)
 fi
-if [ -n "${ONNX_CONFORMANCE_DIR:-}" ]; then
-	export ONNX_CONFORMANCE_DIR
-	echo "test: ONNX conformance cases from $ONNX_CONFORMANCE_DIR"
+if [ -n "${ACCELD_CONFORMANCE_DIR:-}" ]; then
+	export ACCELD_CONFORMANCE_DIR
+	echo "test: ONNX conformance cases from $ACCELD_CONFORMANCE_DIR"
 else
 	echo "test: no ../shared/onnx-conformance/node; conformance tests will skip"
 fi

@@ -1,0 +1,674 @@
+/* engine_test.c - unit tests of the ONNX engine on hand-built models. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "onnx.pb-c.h"
+#include "util.h"
+
+/* ---- a tiny ModelProto builder (everything malloc'ed, freed by free_unpacked) ---- */
+
+#define T_FLOAT 1
+#define T_INT64 7
+
+/* Append p to a protobuf-c repeated field. */
+#define PUSH(n, arr, p)                                                                           \
+	do {                                                                                          \
+		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
+		(arr)[(n)++] = (p);                                                                       \
+	} while (0)
+
+static Onnx__ModelProto *mb_new(int64_t opset)
+{
+	Onnx__ModelProto *m = xmalloc(sizeof(*m));
+	onnx__model_proto__init(m);
+	m->has_ir_version = 1;
+	m->ir_version = 8;
+	m->producer_name = xstrdup("engine_test");
+	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
+	onnx__operator_set_id_proto__init(o);
+	o->domain = xstrdup("");
+	o->has_version = 1;
+	o->version = opset;
+	PUSH(m->n_opset_import, m->opset_import, o);
+	m->graph = xmalloc(sizeof(*m->graph));
+	onnx__graph_proto__init(m->graph);
+	m->graph->name = xstrdup("g");
+	return m;
+}
+
+/* A ValueInfo; ndims < 0 leaves the shape out; dims[i] < 0 becomes the symbol "N". */
+static Onnx__ValueInfoProto *mb_vi(const char *name, int elem, int ndims, const int64_t *dims)
+{
+	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
+	onnx__value_info_proto__init(v);
+	v->name = xstrdup(name);
+	v->type = xmalloc(sizeof(*v->type));
+	onnx__type_proto__init(v->type);
+	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
+	onnx__type_proto__tensor__init(v->type->tensor_type);
+	v->type->tensor_type->has_elem_type = 1;
+	v->type->tensor_type->elem_type = elem;
+	if (ndims >= 0) {
+		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
+		onnx__tensor_shape_proto__init(s);
+		for (int i = 0; i < ndims; i++) {
+			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
+			onnx__tensor_shape_proto__dimension__init(d);
+			if (dims[i] >= 0) {
+				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+				d->dim_value = dims[i];
+			} else {
+				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+				d->dim_param = xstrdup("N");
+			}
+			PUSH(s->n_dim, s->dim, d);
+		}
+		v->type->tensor_type->shape = s;
+	}
+	return v;
+}
+
+static void mb_input(Onnx__ModelProto *m, const char *name, int elem, int ndims, const int64_t *dims)
+{
+	PUSH(m->graph->n_input, m->graph->input, mb_vi(name, elem, ndims, dims));
+}
+
+static void mb_output(Onnx__ModelProto *m, const char *name, int elem)
+{
+	PUSH(m->graph->n_output, m->graph->output, mb_vi(name, elem, -1, NULL));
+}
+
+/* An fp32 initializer (raw_data). */
+static Onnx__TensorProto *mb_init_f32(Onnx__ModelProto *m, const char *name, int ndims, const int64_t *dims,
+				      const float *data)
+{
+	Onnx__TensorProto *t = xmalloc(sizeof(*t));
+	onnx__tensor_proto__init(t);
+	t->name = xstrdup(name);
+	t->has_data_type = 1;
+	t->data_type = T_FLOAT;
+	int64_t n = 1;
+	for (int i = 0; i < ndims; i++) {
+		PUSH(t->n_dims, t->dims, dims[i]);
+		n *= dims[i];
+	}
+	t->has_raw_data = 1;
+	t->raw_data.len = n * sizeof(float);
+	t->raw_data.data = xmalloc(t->raw_data.len + 1);
+	memcpy(t->raw_data.data, data, t->raw_data.len);
+	PUSH(m->graph->n_initializer, m->graph->initializer, t);
+	return t;
+}
+
+/* A node with inputs and outputs given as NULL-terminated lists. */
+static Onnx__NodeProto *mb_node(Onnx__ModelProto *m, const char *op, const char *name, const char *const *ins,
+				const char *const *outs)
+{
+	Onnx__NodeProto *n = xmalloc(sizeof(*n));
+	onnx__node_proto__init(n);
+	n->op_type = xstrdup(op);
+	n->name = xstrdup(name);
+	for (; *ins; ins++)
+		PUSH(n->n_input, n->input, xstrdup(*ins));
+	for (; *outs; outs++)
+		PUSH(n->n_output, n->output, xstrdup(*outs));
+	PUSH(m->graph->n_node, m->graph->node, n);
+	return n;
+}
+
+static Onnx__AttributeProto *mb_attr(Onnx__NodeProto *n, const char *name, int type)
+{
+	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
+	onnx__attribute_proto__init(a);
+	a->name = xstrdup(name);
+	a->has_type = 1;
+	a->type = type;
+	PUSH(n->n_attribute, n->attribute, a);
+	return a;
+}
+
+static void mb_attr_int(Onnx__NodeProto *n, const char *name, int64_t v)
+{
+	Onnx__AttributeProto *a = mb_attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+	a->has_i = 1;
+	a->i = v;
+}
+
+/* Serialize m and free it. */
+static uint8_t *mb_pack(Onnx__ModelProto *m, size_t *len)
+{
+	*len = onnx__model_proto__get_packed_size(m);
+	uint8_t *buf = xmalloc(*len + 1);
+	onnx__model_proto__pack(m, buf);
+	onnx__model_proto__free_unpacked(m, NULL);
+	return buf;
+}
+
+#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* ---- models ---- */
+
+static const float W1[4 * 3] = { 0.1f, -0.2f, 0.3f, 0.4f, 0.5f, -0.6f, -0.7f, 0.8f, 0.9f, 1.0f, -1.1f, 1.2f };
+static const float B1[3] = { 0.05f, -0.1f, 0.2f };
+static const float W2[3 * 2] = { 1.0f, -1.0f, 0.5f, 0.25f, -0.3f, 0.7f };
+
+/* X[N,4] -> Gemm(W1,B1) -> Relu -> MatMul(W2) -> Softmax(axis 1) -> Y[N,2]. */
+static uint8_t *mlp_model(size_t *len)
+{
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[2] = { -1, 4 }, w1d[2] = { 4, 3 }, b1d[1] = { 3 }, w2d[2] = { 3, 2 };
+	mb_input(m, "X", T_FLOAT, 2, xd);
+	mb_init_f32(m, "W1", 2, w1d, W1);
+	mb_init_f32(m, "B1", 1, b1d, B1);
+	mb_init_f32(m, "W2", 2, w2d, W2);
+	mb_node(m, "Gemm", "fc1", L("X", "W1", "B1"), L("h"));
+	mb_node(m, "Relu", "relu", L("h"), L("r"));
+	mb_node(m, "MatMul", "fc2", L("r", "W2"), L("z"));
+	Onnx__NodeProto *sm = mb_node(m, "Softmax", "sm", L("z"), L("Y"));
+	mb_attr_int(sm, "axis", 1);
+	mb_output(m, "Y", T_FLOAT);
+	return mb_pack(m, len);
+}
+
+/* The MLP computed plainly. */
+static void mlp_ref(const float *x, int n, float *y)
+{
+	for (int b = 0; b < n; b++) {
+		float h[3], z[2];
+		for (int j = 0; j < 3; j++) {
+			h[j] = B1[j];
+			for (int k = 0; k < 4; k++)
+				h[j] += x[b * 4 + k] * W1[k * 3 + j];
+			h[j] = h[j] > 0 ? h[j] : 0;
+		}
+		for (int j = 0; j < 2; j++) {
+			z[j] = 0;
+			for (int k = 0; k < 3; k++)
+				z[j] += h[k] * W2[k * 2 + j];
+		}
+		float mx = z[0] > z[1] ? z[0] : z[1], s = expf(z[0] - mx) + expf(z[1] - mx);
+		for (int j = 0; j < 2; j++)
+			y[b * 2 + j] = expf(z[j] - mx) / s;
+	}
+}
+
+static struct eng_tensor f32_tensor(float *data, int ndims, const int64_t *dims)
+{
+	struct eng_tensor t = { .dtype = DT_FP32, .ndims = ndims, .data = data };
+	int64_t n = 1;
+	for (int i = 0; i < ndims; i++) {
+		t.dims[i] = dims[i];
+		n *= dims[i];
+	}
+	t.bytes = n * sizeof(float);
+	return t;
+}
+
+static void load(const uint8_t *buf, size_t len, int threads, struct eng_model **m, struct eng_exec **x)
+{
+	char *err = NULL;
+	struct eng_options opt = { .threads = threads };
+	int rc = eng_model_load(buf, len, &opt, m, &err);
+	if (rc)
+		fail_msg("load: %s", err);
+	assert_int_equal(eng_exec_create(*m, x, &err), 0);
+}
+
+/* ---- tests ---- */
+
+static void test_mlp_runs_and_reuses_plan(void **state)
+{
+	size_t len;
+	uint8_t *buf = mlp_model(&len);
+	struct eng_model *m;
+	struct eng_exec *x;
+	load(buf, len, 1, &m, &x);
+	free(buf);
+
+	assert_int_equal(eng_model_n_inputs(m), 1); /* initializers are not inputs */
+	assert_int_equal(eng_model_n_outputs(m), 1);
+	assert_string_equal(eng_model_producer(m), "engine_test");
+	assert_int_equal(eng_model_opset(m), 13);
+	const struct eng_io *in = eng_model_input(m, 0);
+	assert_string_equal(in->name, "X");
+	assert_int_equal(in->dtype, DT_FP32);
+	assert_int_equal(in->ndims, 2);
+	assert_true(in->dims[0] < 0);
+	assert_int_equal(in->dims[1], 4);
+	assert_int_equal(eng_model_output(m, 0)->dtype, DT_FP32);
+
+	float xs[5 * 4], want[5 * 2];
+	for (int i = 0; i < 20; i++)
+		xs[i] = (float)((i * 7) % 11) / 5.0f - 1.0f;
+	mlp_ref(xs, 5, want);
+	void *first = NULL;
+	int batches[] = { 5, 1, 5, 3, 5 };
+	for (size_t r = 0; r < ACC_ARRAY_LEN(batches); r++) {
+		int n = batches[r];
+		int64_t dims[2] = { n, 4 };
+		struct eng_tensor t = f32_tensor(xs, 2, dims), out;
+		char *err = NULL;
+		assert_int_equal(eng_exec_run(x, &t, &out, &err), 0);
+		assert_int_equal(out.dtype, DT_FP32);
+		assert_int_equal(out.ndims, 2);
+		assert_int_equal(out.dims[0], n);
+		assert_int_equal(out.dims[1], 2);
+		assert_int_equal(out.bytes, n * 2 * sizeof(float));
+		for (int i = 0; i < n * 2; i++)
+			assert_float_equal(((float *)out.data)[i], want[i], 1e-5);
+		/* Same shape again: same plan, same arena, so the same output address. */
+		if (n == 5) {
+			if (!first)
+				first = out.data;
+			assert_ptr_equal(out.data, first);
+		}
+	}
+	eng_exec_free(x);
+	eng_model_free(m);
+}
+
+static void test_bad_inputs(void **state)
+{
+	size_t len;
+	uint8_t *buf = mlp_model(&len);
+	struct eng_model *m;
+	struct eng_exec *x;
+	load(buf, len, 1, &m, &x);
+	free(buf);
+	float xs[8] = { 0 };
+	int64_t ok[2] = { 2, 4 }, bad_dim[2] = { 2, 5 };
+	struct eng_tensor out, t;
+	char *err = NULL;
+
+	t = f32_tensor(xs, 2, ok);
+	t.dtype = DT_INT32;
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), -EINVAL);
+	assert_non_null(strstr(err, "type"));
+	free(err);
+	err = NULL;
+
+	t = f32_tensor(xs, 2, bad_dim);
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), -EINVAL);
+	free(err);
+	err = NULL;
+
+	t = f32_tensor(xs, 1, ok);
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), -EINVAL);
+	free(err);
+	err = NULL;
+
+	t = f32_tensor(xs, 2, ok);
+	t.bytes -= 4;
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), -EINVAL);
+	free(err);
+	err = NULL;
+
+	t = f32_tensor(NULL, 2, ok);
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), -EINVAL);
+	free(err);
+	err = NULL;
+
+	int64_t neg[2] = { -3, 4 };
+	t = f32_tensor(xs, 2, ok);
+	t.dims[0] = neg[0];
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), -EINVAL);
+	free(err);
+	err = NULL;
+
+	assert_int_equal(eng_exec_run(x, NULL, &out, &err), -EINVAL);
+	free(err);
+	err = NULL;
+
+	/* A good run still works after the bad ones. */
+	t = f32_tensor(xs, 2, ok);
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), 0);
+	eng_exec_free(x);
+	eng_model_free(m);
+}
+
+static void test_malformed_bytes(void **state)
+{
+	size_t len;
+	uint8_t *buf = mlp_model(&len);
+	char *err = NULL;
+	struct eng_model *m = NULL;
+	/* Every truncation either loads (a shorter valid message) or fails cleanly. */
+	for (size_t cut = 0; cut < len; cut++) {
+		int rc = eng_model_load(buf, cut, NULL, &m, &err);
+		if (rc == 0) {
+			eng_model_free(m);
+		} else {
+			assert_true(rc == -EINVAL || rc == -ENOTSUP);
+			assert_non_null(err);
+			free(err);
+			err = NULL;
+		}
+	}
+	/* Flipped bytes likewise. */
+	for (size_t i = 0; i < len; i++) {
+		uint8_t *c = xmalloc(len);
+		memcpy(c, buf, len);
+		c[i] ^= (uint8_t)(0x5a + i);
+		int rc = eng_model_load(c, len, NULL, &m, &err);
+		if (rc == 0) {
+			struct eng_exec *x;
+			assert_int_equal(eng_exec_create(m, &x, &err), 0);
+			eng_exec_free(x);
+			eng_model_free(m);
+		} else {
+			free(err);
+			err = NULL;
+		}
+		free(c);
+	}
+	const char garbage[] = "\xff\xff\xff\xff\x0f not a protobuf";
+	assert_int_equal(eng_model_load(garbage, sizeof(garbage), NULL, &m, &err), -EINVAL);
+	assert_non_null(strstr(err, "ONNX"));
+	free(err);
+	err = NULL;
+	assert_int_equal(eng_model_load("", 0, NULL, &m, &err), -EINVAL);
+	free(err);
+	free(buf);
+}
+
+static void test_unsupported_op_names_op_node_opset(void **state)
+{
+	Onnx__ModelProto *mp = mb_new(13);
+	int64_t d[1] = { 4 };
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	mb_node(mp, "Relu", "ok", L("X"), L("a"));
+	mb_node(mp, "FrobnicateX", "my_node", L("a"), L("Y"));
+	mb_output(mp, "Y", T_FLOAT);
+	size_t len;
+	uint8_t *buf = mb_pack(mp, &len);
+	struct eng_model *m;
+	char *err = NULL;
+	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -ENOTSUP);
+	assert_non_null(strstr(err, "FrobnicateX"));
+	assert_non_null(strstr(err, "my_node"));
+	assert_non_null(strstr(err, "13"));
+	free(err);
+	err = NULL;
+	assert_int_equal(eng_model_supported(buf, len, &err), 0);
+	assert_non_null(strstr(err, "FrobnicateX"));
+	free(err);
+	free(buf);
+}
+
+static void test_unsupported_attribute_and_external_data(void **state)
+{
+	Onnx__ModelProto *mp = mb_new(13);
+	int64_t d[1] = { 4 };
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	Onnx__NodeProto *n = mb_node(mp, "Relu", "r", L("X"), L("Y"));
+	mb_attr_int(n, "sparkle", 1);
+	mb_output(mp, "Y", T_FLOAT);
+	size_t len;
+	uint8_t *buf = mb_pack(mp, &len);
+	struct eng_model *m;
+	char *err = NULL;
+	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -ENOTSUP);
+	assert_non_null(strstr(err, "sparkle"));
+	assert_non_null(strstr(err, "Relu"));
+	free(err);
+	err = NULL;
+	free(buf);
+
+	mp = mb_new(13);
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	float w[4] = { 1, 2, 3, 4 };
+	Onnx__TensorProto *t = mb_init_f32(mp, "W", 1, d, w);
+	t->has_data_location = 1;
+	t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+	mb_node(mp, "Add", "add", L("X", "W"), L("Y"));
+	mb_output(mp, "Y", T_FLOAT);
+	buf = mb_pack(mp, &len);
+	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -ENOTSUP);
+	assert_non_null(strstr(err, "external"));
+	free(err);
+	free(buf);
+}
+
+static void test_op_supported(void **state)
+{
+	assert_true(eng_op_supported("Conv", 11));
+	assert_true(eng_op_supported("Softmax", 13));
+	assert_true(eng_op_supported("Gemm", 21));
+	assert_false(eng_op_supported("Gemm", 1));
+	assert_false(eng_op_supported("NoSuchOp", 13));
+	assert_false(eng_op_supported(NULL, 13));
+}
+
+/* X[N,6] -> Relu -> Reshape(shape input S) -> Sigmoid -> Y: views, in place, shape-keyed plans. */
+static void test_reshape_by_input_and_views(void **state)
+{
+	Onnx__ModelProto *mp = mb_new(14);
+	int64_t xd[2] = { -1, 6 }, sd[1] = { 2 };
+	mb_input(mp, "X", T_FLOAT, 2, xd);
+	mb_input(mp, "S", T_INT64, 1, sd);
+	mb_node(mp, "Relu", "relu", L("X"), L("a"));
+	mb_node(mp, "Reshape", "rs", L("a", "S"), L("b"));
+	mb_node(mp, "Sigmoid", "sig", L("b"), L("Y"));
+	mb_output(mp, "Y", T_FLOAT);
+	size_t len;
+	uint8_t *buf = mb_pack(mp, &len);
+	struct eng_model *m;
+	struct eng_exec *x;
+	load(buf, len, 1, &m, &x);
+	free(buf);
+	float xs[12];
+	for (int i = 0; i < 12; i++)
+		xs[i] = (float)i - 5.5f;
+	int64_t shapes[3][2] = { { 3, 4 }, { -1, 2 }, { 4, 3 } };
+	int64_t want_dims[3][2] = { { 3, 4 }, { 6, 2 }, { 4, 3 } };
+	for (int r = 0; r < 3; r++) {
+		int64_t dims[2] = { 2, 6 };
+		struct eng_tensor in[2] = { f32_tensor(xs, 2, dims),
+					    { .dtype = DT_INT64, .ndims = 1, .dims = { 2 }, .data = shapes[r], .bytes = 16 } };
+		struct eng_tensor out;
+		char *err = NULL;
+		int rc = eng_exec_run(x, in, &out, &err);
+		if (rc)
+			fail_msg("run: %s", err);
+		assert_int_equal(out.ndims, 2);
+		assert_int_equal(out.dims[0], want_dims[r][0]);
+		assert_int_equal(out.dims[1], want_dims[r][1]);
+		for (int i = 0; i < 12; i++) {
+			float v = xs[i] > 0 ? xs[i] : 0;
+			assert_float_equal(((float *)out.data)[i], 1 / (1 + expf(-v)), 1e-6);
+		}
+		/* The caller's input is untouched (no op may write in place into it). */
+		assert_float_equal(xs[0], -5.5f, 0);
+	}
+	int64_t bad[2] = { 5, 5 }, dims[2] = { 2, 6 };
+	struct eng_tensor in[2] = { f32_tensor(xs, 2, dims),
+				    { .dtype = DT_INT64, .ndims = 1, .dims = { 2 }, .data = bad, .bytes = 16 } };
+	struct eng_tensor out;
+	char *err = NULL;
+	assert_int_equal(eng_exec_run(x, in, &out, &err), -EINVAL);
+	assert_non_null(strstr(err, "Reshape"));
+	free(err);
+	eng_exec_free(x);
+	eng_model_free(m);
+}
+
+static void test_graph_order_and_cycles(void **state)
+{
+	/* Nodes listed out of order still run in dependency order. */
+	Onnx__ModelProto *mp = mb_new(13);
+	int64_t d[1] = { 3 };
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	mb_node(mp, "Neg", "second", L("a"), L("Y"));
+	mb_node(mp, "Abs", "first", L("X"), L("a"));
+	mb_node(mp, "Exp", "unused", L("X"), L("dead")); /* no output needs it: dropped */
+	mb_output(mp, "Y", T_FLOAT);
+	size_t len;
+	uint8_t *buf = mb_pack(mp, &len);
+	struct eng_model *m;
+	struct eng_exec *x;
+	load(buf, len, 1, &m, &x);
+	free(buf);
+	float xs[3] = { -1, 2, -3 };
+	struct eng_tensor t = f32_tensor(xs, 1, d), out;
+	char *err = NULL;
+	assert_int_equal(eng_exec_run(x, &t, &out, &err), 0);
+	assert_float_equal(((float *)out.data)[0], -1, 0);
+	assert_float_equal(((float *)out.data)[1], -2, 0);
+	assert_float_equal(((float *)out.data)[2], -3, 0);
+	eng_exec_free(x);
+	eng_model_free(m);
+
+	mp = mb_new(13);
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	mb_node(mp, "Add", "a", L("X", "c"), L("b"));
+	mb_node(mp, "Relu", "b", L("b"), L("c"));
+	mb_output(mp, "c", T_FLOAT);
+	buf = mb_pack(mp, &len);
+	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -EINVAL);
+	assert_non_null(strstr(err, "cycle"));
+	free(err);
+	free(buf);
+
+	mp = mb_new(13);
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	mb_node(mp, "Add", "a", L("X", "nowhere"), L("Y"));
+	mb_output(mp, "Y", T_FLOAT);
+	buf = mb_pack(mp, &len);
+	err = NULL;
+	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -EINVAL);
+	assert_non_null(strstr(err, "nowhere"));
+	free(err);
+	free(buf);
+}
+
+/* A Gemm big enough to be split over the pool, run from two threads on two execs at once. */
+#define BM 48
+#define BK 96
+#define BN 80
+static float big_w[BK * BN], big_x[BM * BK], big_want[BM * BN];
+
+struct par_arg {
+	struct eng_exec *x;
+	int ok;
+};
+
+static void *par_run(void *p)
+{
+	struct par_arg *a = p;
+	int64_t dims[2] = { BM, BK };
+	a->ok = 1;
+	for (int r = 0; r < 20; r++) {
+		struct eng_tensor t = f32_tensor(big_x, 2, dims), out;
+		char *err = NULL;
+		if (eng_exec_run(a->x, &t, &out, &err)) {
+			free(err);
+			a->ok = 0;
+			return NULL;
+		}
+		for (int i = 0; i < BM * BN; i++)
+			if (fabsf(((float *)out.data)[i] - big_want[i]) > 1e-3f * (1 + fabsf(big_want[i])))
+				a->ok = 0;
+	}
+	return NULL;
+}
+
+static void test_threads_and_parallel_execs(void **state)
+{
+	for (int i = 0; i < BK * BN; i++)
+		big_w[i] = (float)((i * 37) % 19) / 19.0f - 0.5f;
+	for (int i = 0; i < BM * BK; i++)
+		big_x[i] = (float)((i * 13) % 23) / 23.0f - 0.5f;
+	for (int i = 0; i < BM; i++)
+		for (int j = 0; j < BN; j++) {
+			double s = 0;
+			for (int k = 0; k < BK; k++)
+				s += (double)big_x[i * BK + k] * big_w[k * BN + j];
+			big_want[i * BN + j] = (float)(s > 0 ? s : 0);
+		}
+	Onnx__ModelProto *mp = mb_new(13);
+	int64_t xd[2] = { -1, BK }, wd[2] = { BK, BN };
+	mb_input(mp, "X", T_FLOAT, 2, xd);
+	mb_init_f32(mp, "W", 2, wd, big_w);
+	mb_node(mp, "MatMul", "mm", L("X", "W"), L("h"));
+	mb_node(mp, "Relu", "relu", L("h"), L("Y"));
+	mb_output(mp, "Y", T_FLOAT);
+	size_t len;
+	uint8_t *buf = mb_pack(mp, &len);
+	struct eng_model *m;
+	struct eng_exec *x1, *x2;
+	load(buf, len, 2, &m, &x1);
+	char *err = NULL;
+	assert_int_equal(eng_exec_create(m, &x2, &err), 0);
+	free(buf);
+	struct par_arg a1 = { x1, 0 }, a2 = { x2, 0 };
+	pthread_t t1, t2;
+	assert_int_equal(pthread_create(&t1, NULL, par_run, &a1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, par_run, &a2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	assert_true(a1.ok);
+	assert_true(a2.ok);
+	eng_exec_free(x1);
+	eng_exec_free(x2);
+	eng_model_free(m);
+}
+
+/* Constant subgraphs are folded at load; a graph output that is a constant is still returned. */
+static void test_constant_output(void **state)
+{
+	Onnx__ModelProto *mp = mb_new(13);
+	int64_t d[1] = { 2 };
+	mb_input(mp, "X", T_FLOAT, 1, d);
+	float c[2] = { 3, 4 };
+	mb_init_f32(mp, "C", 1, d, c);
+	mb_node(mp, "Mul", "sq", L("C", "C"), L("C2"));
+	mb_node(mp, "Add", "add", L("X", "C2"), L("Y"));
+	mb_output(mp, "Y", T_FLOAT);
+	mb_output(mp, "C2", T_FLOAT);
+	size_t len;
+	uint8_t *buf = mb_pack(mp, &len);
+	struct eng_model *m;
+	struct eng_exec *x;
+	load(buf, len, 1, &m, &x);
+	free(buf);
+	float xs[2] = { 1, 2 };
+	struct eng_tensor t = f32_tensor(xs, 1, d), out[2];
+	char *err = NULL;
+	assert_int_equal(eng_exec_run(x, &t, out, &err), 0);
+	assert_float_equal(((float *)out[0].data)[0], 10, 0);
+	assert_float_equal(((float *)out[0].data)[1], 18, 0);
+	assert_float_equal(((float *)out[1].data)[0], 9, 0);
+	assert_float_equal(((float *)out[1].data)[1], 16, 0);
+	eng_exec_free(x);
+	eng_model_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mlp_runs_and_reuses_plan),
+		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_malformed_bytes),
+		cmocka_unit_test(test_unsupported_op_names_op_node_opset),
+		cmocka_unit_test(test_unsupported_attribute_and_external_data),
+		cmocka_unit_test(test_op_supported),
+		cmocka_unit_test(test_reshape_by_input_and_views),
+		cmocka_unit_test(test_graph_order_and_cycles),
+		cmocka_unit_test(test_threads_and_parallel_execs),
+		cmocka_unit_test(test_constant_output),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -390,6 +390,24 @@ int modelcfg_build(const char *name, const json_t *cfg, const struct eng_model *
 	c->n_out = n_out;
 	c->in = xcalloc(n_in ? n_in : 1, sizeof(*c->in));
 	c->out = xcalloc(n_out ? n_out : 1, sizeof(*c->out));
+	for (int pass = 0; pass < 2 && rc == 0; pass++) {
+		const json_t *arr = pass ? cout : cin;
+		size_t i;
+		const json_t *t;
+		json_array_foreach(arr, i, t) {
+			const char *tn = json_string_value(json_object_get(t, "name"));
+			bool found = false;
+			for (size_t k = 0; k < (pass ? n_out : n_in) && !found; k++)
+				found = strcmp((pass ? eng_model_output(eng, k) : eng_model_input(eng, k))->name, tn) == 0;
+			if (!found) {
+				char *names = graph_names(eng, !pass);
+				rc = acc_err(err, -EINVAL, "config %s '%s' is not in the ONNX graph (graph %ss: %s)",
+					     pass ? "output" : "input", tn, pass ? "output" : "input", names);
+				free(names);
+				break;
+			}
+		}
+	}
 	for (size_t i = 0; i < n_in && rc == 0; i++) {
 		const struct eng_io *g = eng_model_input(eng, i);
 		const json_t *t = cin ? find_tensor(cin, g->name) : NULL;
@@ -402,24 +420,6 @@ int modelcfg_build(const char *name, const json_t *cfg, const struct eng_model *
 		const struct eng_io *g = eng_model_output(eng, i);
 		rc = merge_io("output", g, cout ? find_tensor(cout, g->name) : NULL, c->max_batch_size,
 			      &c->out[i], err);
-	}
-	for (int pass = 0; pass < 2 && rc == 0; pass++) {
-		const json_t *arr = pass ? cout : cin;
-		size_t i;
-		const json_t *t;
-		json_array_foreach(arr, i, t) {
-			const char *tn = json_string_value(json_object_get(t, "name"));
-			bool found = false;
-			for (size_t k = 0; k < (pass ? n_out : n_in) && !found; k++)
-				found = strcmp(pass ? c->out[k].name : c->in[k].name, tn) == 0;
-			if (!found) {
-				char *names = graph_names(eng, !pass);
-				rc = acc_err(err, -EINVAL, "config %s '%s' is not in the ONNX graph (graph %ss: %s)",
-					     pass ? "output" : "input", tn, pass ? "output" : "input", names);
-				free(names);
-				break;
-			}
-		}
 	}
 	if (rc < 0)
 		goto fail;

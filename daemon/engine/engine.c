@@ -22,6 +22,7 @@ struct eng_model {
 	struct eg_graph *g;
 	struct eng_io *inputs, *outputs;
 	int threads;
+	size_t arena_limit;
 };
 
 struct eng_exec {
@@ -105,6 +106,11 @@ int eng_model_load(const void *onnx, size_t len, const struct eng_options *opt, 
 		m->threads = 1;
 	if (m->threads > 256)
 		m->threads = 256;
+	m->arena_limit = opt ? opt->arena_limit : 0;
+	if (!m->arena_limit) {
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		m->arena_limit = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 2 : (size_t)1 << 32;
+	}
 	kgemm_init();
 	*out = m;
 	return 0;
@@ -239,10 +245,29 @@ static int get_plan(struct eng_exec *x, const struct eng_tensor *inputs, struct 
 			*out = x->plans[i];
 			return 0;
 		}
-	struct plan *p;
+	struct plan *p = NULL;
 	int rc = plan_build(x->m->g, inputs, &p, err);
 	if (rc)
 		return rc;
+	if (p->arena_size > x->m->arena_limit) {
+		rc = acc_err(err, -ENOMEM, "these input shapes need %zu MiB of working memory, over the limit of %zu MiB",
+			     p->arena_size >> 20, x->m->arena_limit >> 20);
+		plan_free(p);
+		return rc;
+	}
+	if (p->arena_size > x->arena_size) {
+		/* Grow once per new largest shape; touch it now so runs never fault pages in. */
+		size_t sz = (p->arena_size + 4095) & ~(size_t)4095;
+		void *a = NULL;
+		if (posix_memalign(&a, 4096, sz)) {
+			plan_free(p);
+			return acc_err(err, -ENOMEM, "cannot allocate %zu MiB of working memory", sz >> 20);
+		}
+		memset(a, 0, sz);
+		free(x->arena);
+		x->arena = a;
+		x->arena_size = sz;
+	}
 	if (x->n_plans == PLAN_CACHE) {
 		int lru = 0;
 		for (int i = 1; i < x->n_plans; i++)
@@ -253,14 +278,6 @@ static int get_plan(struct eng_exec *x, const struct eng_tensor *inputs, struct 
 	}
 	p->last_used = ++x->tick;
 	x->plans[x->n_plans++] = p;
-	if (p->arena_size > x->arena_size) {
-		/* Grow once per new largest shape; touch it now so runs never fault pages in. */
-		free(x->arena);
-		size_t sz = (p->arena_size + 4095) & ~(size_t)4095;
-		x->arena = xaligned_alloc(4096, sz);
-		memset(x->arena, 0, sz);
-		x->arena_size = sz;
-	}
 	*out = p;
 	return 0;
 }
@@ -272,7 +289,7 @@ int eng_exec_run(struct eng_exec *x, const struct eng_tensor *inputs, struct eng
 	int rc = check_inputs(x->m, inputs, err);
 	if (rc)
 		return rc;
-	struct plan *p;
+	struct plan *p = NULL;
 	rc = get_plan(x, inputs, &p, err);
 	if (rc)
 		return rc;

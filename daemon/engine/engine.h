@@ -37,6 +37,7 @@ struct eng_tensor {
 
 struct eng_options {
 	int threads; /* intra-op threads per exec; 0 = one per online CPU */
+	size_t arena_limit; /* most bytes one exec's arena may take; 0 = half the physical memory */
 };
 
 /* Parse and optimise an ONNX ModelProto from bytes (the bytes are not retained).

@@ -328,32 +328,39 @@ int eg_graph_prepare(struct eg_graph *g, char **err)
 	return 0;
 }
 
-/* Evaluate node n, all of whose inputs are constant, and store its outputs as constants. */
+#define FOLD_MAX_BYTES ((size_t)64 << 20) /* larger constant results are computed at run time */
+
+/* Evaluate node n, all of whose inputs are constant, and store its outputs as constants;
+ * 1 (nothing done) when an output would be too large to keep in the model. */
 static int fold_node(struct eg_graph *g, struct eg_node *n, char **err)
 {
-	struct eng_tensor *in[n->n_in + 1], *out[n->n_out + 1];
-	struct eng_tensor shapes[n->n_out + 1];
+	struct eng_tensor **in = xcalloc(n->n_in + 1, sizeof(*in));
+	struct eng_tensor **out = xcalloc(n->n_out + 1, sizeof(*out));
+	struct eng_tensor *shapes = xcalloc(n->n_out + 1, sizeof(*shapes));
 	for (int j = 0; j < n->n_in; j++)
 		in[j] = n->in[j] >= 0 ? g->values[n->in[j]].konst : NULL;
 	for (int j = 0; j < n->n_out; j++) {
-		memset(&shapes[j], 0, sizeof(shapes[j]));
 		shapes[j].dtype = n->out[j] >= 0 ? g->values[n->out[j]].dtype : DT_INVALID;
 		out[j] = n->out[j] >= 0 ? &shapes[j] : NULL;
 	}
-	size_t scratch = 0;
+	size_t scratch = 0, total = 0;
 	int rc = n->op->infer(n, in, out, &scratch, err);
-	if (rc)
-		return rc;
-	for (int j = 0; j < n->n_out; j++) {
+	for (int j = 0; !rc && j < n->n_out; j++) {
 		if (!out[j])
 			continue;
-		if (shape_numel(out[j]->dims, out[j]->ndims) < 0 || out[j]->dtype == DT_INVALID) {
-			for (int k = 0; k < j; k++)
-				eg_tensor_free(out[k]);
-			return eng_node_err(err, -EINVAL, n, "bad output shape");
-		}
-		out[j] = eg_tensor_new(shapes[j].dtype, shapes[j].ndims, shapes[j].dims);
+		int64_t cnt = shape_numel(out[j]->dims, out[j]->ndims);
+		if (cnt < 0 || out[j]->dtype == DT_INVALID)
+			rc = eng_node_err(err, -EINVAL, n, "bad output shape");
+		else if ((uint64_t)cnt > FOLD_MAX_BYTES || (total += (size_t)cnt * dtype_size(out[j]->dtype)) > FOLD_MAX_BYTES)
+			rc = 1;
 	}
+	if (!rc && scratch > FOLD_MAX_BYTES)
+		rc = 1;
+	if (rc)
+		goto out;
+	for (int j = 0; j < n->n_out; j++)
+		if (out[j])
+			out[j] = eg_tensor_new(shapes[j].dtype, shapes[j].ndims, shapes[j].dims);
 	void *s = scratch ? xaligned_alloc(64, (scratch + 63) & ~(size_t)63) : NULL;
 	struct eng_ctx ctx = { .pool = NULL };
 	rc = n->op->run(n, in, out, s, &ctx, err);
@@ -371,6 +378,10 @@ static int fold_node(struct eg_graph *g, struct eg_node *n, char **err)
 		memcpy(v->dims, out[j]->dims, sizeof(v->dims));
 		v->producer = -1;
 	}
+out:
+	free(in);
+	free(out);
+	free(shapes);
 	return rc;
 }
 
@@ -385,10 +396,12 @@ int eg_graph_fold(struct eg_graph *g, char **err)
 				all_const = false;
 		if (all_const) {
 			int rc = fold_node(g, n, err);
-			if (rc)
+			if (rc < 0)
 				return rc;
-			node_clear(n);
-			continue;
+			if (rc == 0) {
+				node_clear(n);
+				continue;
+			}
 		}
 		g->nodes[kept++] = *n;
 	}

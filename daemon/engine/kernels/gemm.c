@@ -33,6 +33,18 @@ static void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float
 	if (M <= 0 || N <= 0)
 		return;
 #ifdef HAVE_OPENBLAS
+	if (M <= 2 && !ta) {
+		/* A row or two: matrix-vector products skip sgemm's packing of B. */
+		for (int64_t i = 0; i < M; i++) {
+			if (tb)
+				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, (int)ldb, A + i * lda, 1,
+					    beta, C + i * ldc, 1);
+			else
+				cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, alpha, B, (int)ldb, A + i * lda, 1,
+					    beta, C + i * ldc, 1);
+		}
+		return;
+	}
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M,
 		    (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 #else

@@ -134,7 +134,15 @@ static int cmd_status(struct acc_client *c, const char *addr)
 	return 0;
 }
 
-/* models: the repository index as a table. */
+/* qsort order of index rows: by name, then version. */
+static int cmp_repo_model(const void *a, const void *b)
+{
+	const struct acc_repo_model *x = a, *y = b;
+	int d = strcmp(x->name, y->name);
+	return d ? d : strcmp(x->version, y->version);
+}
+
+/* models: the repository index as a table, sorted by name. */
 static int cmd_models(struct acc_client *c)
 {
 	struct acc_status st = { 0 };
@@ -142,6 +150,7 @@ static int cmd_models(struct acc_client *c)
 	size_t n;
 	if (acc_client_repository_index(c, false, &m, &n, &st) < 0)
 		return rpc_error(&st);
+	qsort(m, n, sizeof(*m), cmp_repo_model);
 	int wn = 5;
 	for (size_t i = 0; i < n; i++)
 		if ((int)strlen(m[i].name) > wn)
@@ -246,8 +255,14 @@ static int cmd_stats(struct acc_client *c, const char *model)
 		return rpc_error(&st);
 	for (size_t i = 0; i < n; i++) {
 		printf("%s (version %s)\n", s[i].name, *s[i].version ? s[i].version : "-");
-		printf("  inferences %" PRIu64 "  executions %" PRIu64 "  last %" PRIu64 " ms\n",
-		       s[i].inference_count, s[i].execution_count, s[i].last_inference_ms);
+		char when[64] = "never";
+		if (s[i].last_inference_ms) {
+			time_t t = (time_t)(s[i].last_inference_ms / 1000);
+			struct tm tm;
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+		}
+		printf("  inferences %" PRIu64 "  executions %" PRIu64 "  last %s\n",
+		       s[i].inference_count, s[i].execution_count, when);
 		printf("  success %" PRIu64 " (avg %.1f us)  fail %" PRIu64 "\n", s[i].success.count,
 		       avg_us(s[i].success), s[i].fail.count);
 		printf("  avg us: queue %.1f  input %.1f  infer %.1f  output %.1f\n", avg_us(s[i].queue),

@@ -125,12 +125,16 @@ struct rpc {
 	char **unix_paths;
 };
 
+/* A handler gets the decoded request; it may take it over (setting *req to NULL). */
 typedef void (*rpc_handler)(struct rpc_call *c, ProtobufCMessage **req);
+/* A handler that decodes the request bytes itself; it takes over the slice. */
+typedef void (*rpc_bytes_handler)(struct rpc_call *c, grpc_slice body);
 
 struct rpc_method {
 	const char *path;
 	const ProtobufCMessageDescriptor *in;
 	rpc_handler fn;
+	rpc_bytes_handler bytes_fn; /* used instead of fn when set */
 };
 
 /* ------------------------------------------------------------------ status mapping -- */
@@ -264,20 +268,18 @@ static void reply(struct rpc_call *c, const ProtobufCMessage *resp)
 	call_finish(c, ST_OK, NULL, bb);
 }
 
-/* Decode the received message as desc; NULL if it is not a valid message of that type. */
-static ProtobufCMessage *call_decode(struct rpc_call *c, const ProtobufCMessageDescriptor *desc)
+/* The received message as one contiguous slice (the caller unrefs it); false if it cannot be
+ * read (a compressed message that does not decompress). */
+static bool call_body(struct rpc_call *c, grpc_slice *out)
 {
 	grpc_byte_buffer_reader rd;
 	if (!grpc_byte_buffer_reader_init(&rd, c->recv))
-		return NULL;
-	grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+		return false;
+	*out = grpc_byte_buffer_reader_readall(&rd);
 	grpc_byte_buffer_reader_destroy(&rd);
 	grpc_byte_buffer_destroy(c->recv); /* the slice keeps the bytes */
 	c->recv = NULL;
-	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
-							GRPC_SLICE_START_PTR(all));
-	grpc_slice_unref(all);
-	return m;
+	return true;
 }
 
 /* ---------------------------------------------------------------------- handlers -- */
@@ -654,18 +656,37 @@ out_free:
 	call_unref(c);
 }
 
-/* ModelInfer: decode, validate and queue; the response is sent by infer_done. */
-static void h_model_infer(struct rpc_call *c, ProtobufCMessage **req)
+/* Release the received bytes a request's raw inputs pointed into. */
+static void slice_free(void *p)
 {
-	Inference__ModelInferRequest *in = (void *)*req;
-	struct model *m = get_model(c, in->model_name, in->model_version);
-	if (!m)
+	grpc_slice *s = p;
+	grpc_slice_unref(*s);
+	free(s);
+}
+
+/* ModelInfer: decode (raw inputs stay in the received slice), validate and queue; the
+ * response is sent by infer_done. */
+static void h_model_infer(struct rpc_call *c, grpc_slice body)
+{
+	Inference__ModelInferRequest *in =
+		rpc_codec_unpack_infer_request(GRPC_SLICE_START_PTR(body), GRPC_SLICE_LENGTH(body));
+	if (!in) {
+		grpc_slice_unref(body);
+		reply_err(c, ST_INVALID_ARGUMENT, "malformed inference.ModelInferRequest message");
 		return;
+	}
+	struct model *m = get_model(c, in->model_name, in->model_version);
+	if (!m) {
+		rpc_codec_free_infer_request(in);
+		grpc_slice_unref(body);
+		return;
+	}
 	struct infer_request *ir = infer_request_new(m);
 	model_put(m);
-	*req = NULL; /* the request owns the message from here on */
+	grpc_slice *keep = xmalloc(sizeof(*keep));
+	*keep = body;
 	char *err = NULL;
-	int rc = rpc_codec_infer_request(in, ir, &err);
+	int rc = rpc_codec_infer_request(in, keep, slice_free, ir, &err); /* ir owns both now */
 	if (rc == 0) {
 		ir->done = infer_done;
 		ir->arg = c;
@@ -682,18 +703,18 @@ static void h_model_infer(struct rpc_call *c, ProtobufCMessage **req)
 }
 
 static const struct rpc_method methods[] = {
-	{ "/" SERVICE "/ServerLive", &inference__server_live_request__descriptor, h_server_live },
-	{ "/" SERVICE "/ServerReady", &inference__server_ready_request__descriptor, h_server_ready },
-	{ "/" SERVICE "/ModelReady", &inference__model_ready_request__descriptor, h_model_ready },
-	{ "/" SERVICE "/ServerMetadata", &inference__server_metadata_request__descriptor, h_server_metadata },
-	{ "/" SERVICE "/ModelMetadata", &inference__model_metadata_request__descriptor, h_model_metadata },
-	{ "/" SERVICE "/ModelInfer", &inference__model_infer_request__descriptor, h_model_infer },
-	{ "/" SERVICE "/ModelConfig", &inference__model_config_request__descriptor, h_model_config },
-	{ "/" SERVICE "/ModelStatistics", &inference__model_statistics_request__descriptor, h_model_statistics },
-	{ "/" SERVICE "/RepositoryIndex", &inference__repository_index_request__descriptor, h_repository_index },
-	{ "/" SERVICE "/RepositoryModelLoad", &inference__repository_model_load_request__descriptor, h_repository_load },
-	{ "/" SERVICE "/RepositoryModelUnload", &inference__repository_model_unload_request__descriptor, h_repository_unload },
-	{ "/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, h_health },
+	{ "/" SERVICE "/ServerLive", &inference__server_live_request__descriptor, h_server_live, NULL },
+	{ "/" SERVICE "/ServerReady", &inference__server_ready_request__descriptor, h_server_ready, NULL },
+	{ "/" SERVICE "/ModelReady", &inference__model_ready_request__descriptor, h_model_ready, NULL },
+	{ "/" SERVICE "/ServerMetadata", &inference__server_metadata_request__descriptor, h_server_metadata, NULL },
+	{ "/" SERVICE "/ModelMetadata", &inference__model_metadata_request__descriptor, h_model_metadata, NULL },
+	{ "/" SERVICE "/ModelInfer", &inference__model_infer_request__descriptor, NULL, h_model_infer },
+	{ "/" SERVICE "/ModelConfig", &inference__model_config_request__descriptor, h_model_config, NULL },
+	{ "/" SERVICE "/ModelStatistics", &inference__model_statistics_request__descriptor, h_model_statistics, NULL },
+	{ "/" SERVICE "/RepositoryIndex", &inference__repository_index_request__descriptor, h_repository_index, NULL },
+	{ "/" SERVICE "/RepositoryModelLoad", &inference__repository_model_load_request__descriptor, h_repository_load, NULL },
+	{ "/" SERVICE "/RepositoryModelUnload", &inference__repository_model_unload_request__descriptor, h_repository_unload, NULL },
+	{ "/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, h_health, NULL },
 };
 
 /* The method table entry for a request path, or NULL. */
@@ -773,7 +794,18 @@ static void on_recv(struct rpc_call *c, bool ok)
 		reply_err(c, ST_INVALID_ARGUMENT, "no request message received");
 		goto out;
 	}
-	ProtobufCMessage *req = call_decode(c, c->method->in);
+	grpc_slice body;
+	if (!call_body(c, &body)) {
+		reply_err(c, ST_INVALID_ARGUMENT, "cannot read the request message");
+		goto out;
+	}
+	if (c->method->bytes_fn) {
+		c->method->bytes_fn(c, body);
+		goto out;
+	}
+	ProtobufCMessage *req = protobuf_c_message_unpack(c->method->in, NULL, GRPC_SLICE_LENGTH(body),
+							  GRPC_SLICE_START_PTR(body));
+	grpc_slice_unref(body);
 	if (!req) {
 		reply_err(c, ST_INVALID_ARGUMENT, "malformed %s message", c->method->in->name);
 		goto out;

@@ -18,9 +18,141 @@
 
 /* ---------------------------------------------------------------- ModelInferRequest -- */
 
-/* Memory behind a request's inputs: the decoded message and buffers made from typed contents. */
+/* The framing below follows protobuf-c's own scanner exactly (tags of at most 5 bytes,
+ * varints of at most 10, length prefixes of at most 5 bytes and INT_MAX), so both accept
+ * the same inputs: the fuzz target checks that they agree. */
+
+/* Read a field's tag at *pos: its number and wire type. */
+static bool get_tag(const uint8_t *p, size_t len, size_t *pos, uint32_t *field, int *wt)
+{
+	const uint8_t *d = p + *pos;
+	size_t max = len - *pos > 5 ? 5 : len - *pos;
+	if ((d[0] & 0xf8) == 0) /* field number 0 */
+		return false;
+	*wt = d[0] & 7;
+	uint32_t tag = (uint32_t)(d[0] & 0x7f) >> 3;
+	unsigned shift = 4;
+	for (size_t i = 0; i < max; i++) {
+		if (i > 0) {
+			tag |= (uint32_t)(d[i] & 0x7f) << shift;
+			shift += 7;
+		}
+		if (!(d[i] & 0x80)) {
+			*field = tag;
+			*pos += i + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Step over one field at *pos: its number, wire type and where its payload lies. */
+static bool next_field(const uint8_t *p, size_t len, size_t *pos, uint32_t *field, int *wt,
+		       size_t *payload, size_t *payload_len)
+{
+	if (!get_tag(p, len, pos, field, wt))
+		return false;
+	size_t rem = len - *pos, n = 0;
+	switch (*wt) {
+	case 0: { /* varint: at most 10 bytes */
+		size_t i, max = rem > 10 ? 10 : rem;
+		for (i = 0; i < max && (p[*pos + i] & 0x80); i++)
+			;
+		if (i == max)
+			return false;
+		n = i + 1;
+		break;
+	}
+	case 1: n = 8; break;
+	case 5: n = 4; break;
+	case 2: { /* length prefix: at most 5 bytes, at most INT_MAX */
+		size_t i, max = rem > 5 ? 5 : rem;
+		uint64_t v = 0;
+		for (i = 0; i < max; i++) {
+			v |= (uint64_t)(p[*pos + i] & 0x7f) << (7 * i);
+			if (!(p[*pos + i] & 0x80))
+				break;
+		}
+		if (i == max || v > INT_MAX || v > rem - (i + 1))
+			return false;
+		*pos += i + 1;
+		rem -= i + 1;
+		n = (size_t)v;
+		break;
+	}
+	default: /* groups are not supported */
+		return false;
+	}
+	if (n > rem)
+		return false;
+	*payload = *pos;
+	*payload_len = n;
+	*pos += n;
+	return true;
+}
+
+enum { RAW_INPUT_CONTENTS = 7 }; /* ModelInferRequest.raw_input_contents */
+
+/* Decode with protobuf-c everything but raw_input_contents, which is pointed at in place. */
+Inference__ModelInferRequest *rpc_codec_unpack_infer_request(const uint8_t *data, size_t len)
+{
+	size_t pos = 0, rest_len = 0, n_raw = 0;
+	while (pos < len) { /* pass 1: check the framing, count and size */
+		size_t start = pos, off, n;
+		uint32_t field;
+		int wt;
+		if (!next_field(data, len, &pos, &field, &wt, &off, &n))
+			return NULL;
+		if (field == RAW_INPUT_CONTENTS && wt == 2)
+			n_raw++;
+		else
+			rest_len += pos - start;
+	}
+	uint8_t *rest = xmalloc(rest_len + 1);
+	ProtobufCBinaryData *raw = n_raw ? xcalloc(n_raw, sizeof(*raw)) : NULL;
+	size_t r = 0, k = 0;
+	for (pos = 0; pos < len;) { /* pass 2: split */
+		size_t start = pos, off, n;
+		uint32_t field;
+		int wt;
+		next_field(data, len, &pos, &field, &wt, &off, &n);
+		if (field == RAW_INPUT_CONTENTS && wt == 2) {
+			raw[k].data = (uint8_t *)data + off;
+			raw[k++].len = n;
+		} else {
+			memcpy(rest + r, data + start, pos - start);
+			r += pos - start;
+		}
+	}
+	Inference__ModelInferRequest *m = inference__model_infer_request__unpack(NULL, rest_len, rest);
+	free(rest);
+	if (!m || m->n_raw_input_contents) { /* field 7 with a wrong wire type: not valid */
+		if (m)
+			inference__model_infer_request__free_unpacked(m, NULL);
+		free(raw);
+		return NULL;
+	}
+	m->raw_input_contents = raw;
+	m->n_raw_input_contents = n_raw;
+	return m;
+}
+
+/* Free a message whose raw contents are borrowed. */
+void rpc_codec_free_infer_request(Inference__ModelInferRequest *msg)
+{
+	if (!msg)
+		return;
+	free(msg->raw_input_contents);
+	msg->raw_input_contents = NULL;
+	msg->n_raw_input_contents = 0;
+	inference__model_infer_request__free_unpacked(msg, NULL);
+}
+
+/* Memory behind a request's inputs: the message, the bytes it borrows from, typed buffers. */
 struct codec_owner {
 	Inference__ModelInferRequest *msg;
+	void *keep;
+	void (*keep_free)(void *);
 	size_t n_bufs;
 	void **bufs;
 };
@@ -34,8 +166,9 @@ static void owner_free(void *p)
 	for (size_t i = 0; i < o->n_bufs; i++)
 		free(o->bufs[i]);
 	free(o->bufs);
-	if (o->msg)
-		protobuf_c_message_free_unpacked(&o->msg->base, NULL);
+	rpc_codec_free_infer_request(o->msg);
+	if (o->keep_free)
+		o->keep_free(o->keep);
 	free(o);
 }
 
@@ -258,10 +391,13 @@ static int fill_input(const Inference__ModelInferRequest__InferInputTensor *in, 
 }
 
 /* Decode a ModelInferRequest into an infer_request. */
-int rpc_codec_infer_request(Inference__ModelInferRequest *msg, struct infer_request *req, char **err)
+int rpc_codec_infer_request(Inference__ModelInferRequest *msg, void *keep, void (*keep_free)(void *),
+			    struct infer_request *req, char **err)
 {
 	struct codec_owner *o = xcalloc(1, sizeof(*o));
 	o->msg = msg;
+	o->keep = keep;
+	o->keep_free = keep_free;
 	o->bufs = xcalloc(msg->n_inputs ? msg->n_inputs : 1, sizeof(void *));
 	req->owner = o;
 	req->owner_free = owner_free;

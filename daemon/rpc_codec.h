@@ -19,11 +19,19 @@
 struct infer_request;
 struct model_stats;
 
-/* Fill req (from infer_request_new) from a decoded ModelInferRequest: inputs (raw contents,
- * borrowed from msg, or typed contents copied into owned buffers), requested outputs, id,
- * "priority" and "timeout" parameters. msg is handed over in every case: it becomes
- * req->owner and is freed with the request. 0, or -EINVAL with a message naming the tensor. */
-int rpc_codec_infer_request(Inference__ModelInferRequest *msg, struct infer_request *req, char **err);
+/* Decode a ModelInferRequest without copying its raw_input_contents: they point into data,
+ * which must outlive the message. NULL if the bytes are not a valid message. */
+Inference__ModelInferRequest *rpc_codec_unpack_infer_request(const uint8_t *data, size_t len);
+/* Free a message from rpc_codec_unpack_infer_request (not the bytes it points into). */
+void rpc_codec_free_infer_request(Inference__ModelInferRequest *msg);
+
+/* Fill req (from infer_request_new) from a message of rpc_codec_unpack_infer_request: inputs
+ * (raw contents used in place, typed contents copied into owned buffers), requested outputs,
+ * id, "priority" and "timeout" parameters. msg and keep (what backs msg's bytes, released
+ * with keep_free, which may be NULL) are handed over in every case: they become req->owner
+ * and are freed with the request. 0, or -EINVAL with a message naming the tensor. */
+int rpc_codec_infer_request(Inference__ModelInferRequest *msg, void *keep, void (*keep_free)(void *),
+			    struct infer_request *req, char **err);
 
 /* One span of a serialized message: owned bytes (inside rpc_wire.own) or borrowed bytes. */
 struct rpc_wire_part {

@@ -1,5 +1,5 @@
-/* fuzz_infer_request.c - fuzz target over the ModelInferRequest decode path: protobuf-c
- * unpack, rpc_codec_infer_request (typed/raw contents, shapes, parameters), validation against
+/* fuzz_infer_request.c - fuzz target over the ModelInferRequest decode path: the zero-copy
+ * unpack (checked against protobuf-c's), rpc_codec_infer_request (typed/raw contents, shapes, parameters), validation against
  * a fake model, and the response encoder on the decoded inputs. Any crash, sanitizer report or
  * leak is a bug; every input must end in a clean error or a clean request. */
 #include "config.h"
@@ -21,16 +21,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* One input: decode, convert, validate, echo the inputs back through the encoder. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	Inference__ModelInferRequest *msg = inference__model_infer_request__unpack(NULL, size, data);
+	/* Differential check: the zero-copy decoder accepts exactly what protobuf-c accepts,
+	 * and both decode to the same message (protobuf-c packs in field order). */
+	Inference__ModelInferRequest *ref = inference__model_infer_request__unpack(NULL, size, data);
+	Inference__ModelInferRequest *msg = rpc_codec_unpack_infer_request(data, size);
+	if (!ref != !msg)
+		abort();
 	if (!msg)
 		return 0;
+	size_t n1 = inference__model_infer_request__get_packed_size(ref);
+	size_t n2 = inference__model_infer_request__get_packed_size(msg);
+	if (n1 != n2)
+		abort();
+	uint8_t *b1 = xmalloc(n1 + 1), *b2 = xmalloc(n2 + 1);
+	inference__model_infer_request__pack(ref, b1);
+	inference__model_infer_request__pack(msg, b2);
+	if (memcmp(b1, b2, n1) != 0)
+		abort();
+	free(b1);
+	free(b2);
+	inference__model_infer_request__free_unpacked(ref, NULL);
+
 	struct model *m = NULL;
 	repo_get(fake_repo(), msg->model_name, msg->model_version, &m, NULL);
 	struct infer_request *req = infer_request_new(m);
 	if (m)
 		model_put(m);
 	char *err = NULL;
-	int rc = rpc_codec_infer_request(msg, req, &err);
+	int rc = rpc_codec_infer_request(msg, NULL, NULL, req, &err);
 	if (rc == 0 && m) {
 		free(err);
 		err = NULL;

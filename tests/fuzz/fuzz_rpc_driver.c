@@ -5,11 +5,15 @@
  * buffers.
  *   fuzz_infer_request.test                 built-in run (FUZZ_ITERATIONS, default 20000)
  *   fuzz_infer_request.test FILE...         run the target on each file (a crash reproducer)
- *   fuzz_infer_request.test --write-seeds D write the seeds into directory D (a corpus) */
+ *   fuzz_infer_request.test --write-seeds D write the seeds into directory D (a corpus)
+ * An input that aborts or crashes the target is saved as fuzz-crash.bin. */
 #include "config.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +249,31 @@ static struct buf structured(void)
 	return pack(&m);
 }
 
+/* The input being run, written to fuzz-crash.bin if the target aborts or crashes. */
+static const uint8_t *cur;
+static size_t cur_len;
+
+/* Save the current input, then die of the same signal. */
+static void on_crash(int sig)
+{
+	int fd = open("fuzz-crash.bin", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0) {
+		ssize_t w = write(fd, cur, cur_len);
+		(void)w;
+		close(fd);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Run the target on one input, remembering it for on_crash. */
+static void run(const uint8_t *p, size_t n)
+{
+	cur = p;
+	cur_len = n;
+	LLVMFuzzerTestOneInput(p, n);
+}
+
 /* Run the target over a whole file. */
 static int run_file(const char *path)
 {
@@ -256,7 +285,7 @@ static int run_file(const char *path)
 		free(err);
 		return 1;
 	}
-	LLVMFuzzerTestOneInput((const uint8_t *)data, len);
+	run((const uint8_t *)data, len);
 	free(data);
 	return 0;
 }
@@ -265,6 +294,8 @@ int main(int argc, char **argv)
 {
 	struct buf seeds[8];
 	size_t n = make_seeds(seeds);
+	signal(SIGABRT, on_crash);
+	signal(SIGSEGV, on_crash);
 	int rc = 0;
 	if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0) {
 		for (size_t i = 0; i < n; i++) {
@@ -282,7 +313,7 @@ int main(int argc, char **argv)
 	} else {
 		long iters = getenv("FUZZ_ITERATIONS") ? atol(getenv("FUZZ_ITERATIONS")) : 20000;
 		for (size_t i = 0; i < n; i++)
-			LLVMFuzzerTestOneInput(seeds[i].p, seeds[i].n);
+			run(seeds[i].p, seeds[i].n);
 		for (long it = 0; it < iters; it++) {
 			struct buf b;
 			if (it % 2) { /* a random well-formed request, sometimes mutated a little */
@@ -297,7 +328,7 @@ int main(int argc, char **argv)
 				for (int k = next() % 2 ? 1 : 1 + (int)(next() % 4); k > 0; k--)
 					mutate(&b, seeds, n);
 			}
-			LLVMFuzzerTestOneInput(b.p, b.n);
+			run(b.p, b.n);
 			free(b.p);
 		}
 		for (int it = 0; it < 500; it++) {
@@ -305,7 +336,7 @@ int main(int argc, char **argv)
 			size_t len = next() % sizeof(r);
 			for (size_t i = 0; i < len; i++)
 				r[i] = (uint8_t)next();
-			LLVMFuzzerTestOneInput(r, len);
+			run(r, len);
 		}
 		printf("fuzz: %zu seeds, %ld mutated and 500 random inputs: no crash\n", n, iters);
 	}

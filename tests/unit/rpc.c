@@ -19,27 +19,27 @@
 #include "rpc_fake.h"
 #include "util.h"
 
-/* Pack a hand-built message and unpack it again, as the transport would receive it. */
-static Inference__ModelInferRequest *wire(const Inference__ModelInferRequest *m)
-{
-	size_t n = inference__model_infer_request__get_packed_size(m);
-	uint8_t *buf = xmalloc(n + 1);
-	inference__model_infer_request__pack(m, buf);
-	Inference__ModelInferRequest *out = inference__model_infer_request__unpack(NULL, n, buf);
-	free(buf);
-	assert_non_null(out);
-	return out;
-}
+/* The bytes of the last message decode() sent: raw inputs must point into them. */
+static uint8_t *last_wire;
+static size_t last_wire_len;
 
-/* Decode msg into a fresh request for model "echo"; returns the code, *err the message. */
+/* Decode a hand-built message the way the transport does (packed, then unpacked without
+ * copying raw contents) into a fresh request for model "echo"; returns the code. */
 static int decode(const Inference__ModelInferRequest *msg, struct infer_request **req, char **err)
 {
+	size_t n = inference__model_infer_request__get_packed_size(msg);
+	uint8_t *buf = xmalloc(n + 1);
+	inference__model_infer_request__pack(msg, buf);
+	Inference__ModelInferRequest *in = rpc_codec_unpack_infer_request(buf, n);
+	assert_non_null(in);
+	last_wire = buf;
+	last_wire_len = n;
 	struct model *m;
 	assert_int_equal(repo_get(fake_repo(), "echo", NULL, &m, NULL), 0);
 	*req = infer_request_new(m);
 	model_put(m);
 	*err = NULL;
-	return rpc_codec_infer_request(wire(msg), *req, err);
+	return rpc_codec_infer_request(in, buf, free, *req, err);
 }
 
 /* Expect decoding to fail with -EINVAL and a message containing want. */
@@ -182,15 +182,47 @@ static void test_raw_contents(void **state)
 	struct infer_request *req;
 	char *err;
 	assert_int_equal(decode(&m, &req, &err), 0);
-	Inference__ModelInferRequest *owned = *(Inference__ModelInferRequest **)req->owner;
-	assert_ptr_equal(req->inputs[0].data, owned->raw_input_contents[0].data);
-	assert_ptr_equal(req->inputs[1].data, owned->raw_input_contents[1].data);
+	for (int i = 0; i < 2; i++) { /* in place: inside the received bytes */
+		const uint8_t *d = req->inputs[i].data;
+		assert_true(d >= last_wire && d + req->inputs[i].bytes <= last_wire + last_wire_len);
+	}
 	assert_int_equal(req->inputs[0].bytes, 16);
+	assert_memory_equal(req->inputs[0].data, a, 16);
 	assert_int_equal(req->inputs[1].dtype, DT_FP16);
 	assert_memory_equal(req->inputs[1].data, b, 2);
 	assert_int_equal(infer_validate(req, &err), -EINVAL); /* echo has one input */
 	free(err);
 	infer_request_free(req);
+}
+
+/* The zero-copy decoder agrees with protobuf-c and rejects broken framing. */
+static void test_unpack_framing(void **state)
+{
+	/* model_name "m", raw 'ab', unknown field 15 (varint), raw '' , id "x" */
+	static const uint8_t ok[] = { 0x0a, 1, 'm', 0x3a, 2, 'a', 'b', 0x78, 0x96, 0x01, 0x3a, 0, 0x1a, 1, 'x' };
+	Inference__ModelInferRequest *m = rpc_codec_unpack_infer_request(ok, sizeof(ok));
+	assert_non_null(m);
+	assert_string_equal(m->model_name, "m");
+	assert_string_equal(m->id, "x");
+	assert_int_equal(m->n_raw_input_contents, 2);
+	assert_ptr_equal(m->raw_input_contents[0].data, ok + 5);
+	assert_int_equal(m->raw_input_contents[0].len, 2);
+	assert_int_equal(m->raw_input_contents[1].len, 0);
+	rpc_codec_free_infer_request(m);
+	static const uint8_t *bad[] = {
+		(const uint8_t *)"\x3a\x05" "ab",               /* length past the end */
+		(const uint8_t *)"\x38\x01",                   /* field 7 as a varint */
+		(const uint8_t *)"\x0a\x01",                   /* truncated string */
+		(const uint8_t *)"\x0b\x0c",                   /* a group */
+		(const uint8_t *)"\x00\x01",                   /* field number 0 */
+		(const uint8_t *)"\x78\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", /* 11-byte varint */
+	};
+	static const size_t bad_len[] = { 4, 2, 2, 2, 2, 12 };
+	for (size_t i = 0; i < ACC_ARRAY_LEN(bad); i++)
+		if (rpc_codec_unpack_infer_request(bad[i], bad_len[i]))
+			fail_msg("malformed input %zu accepted", i);
+	assert_non_null(m = rpc_codec_unpack_infer_request(ok, 0)); /* empty = all defaults */
+	rpc_codec_free_infer_request(m);
 }
 
 /* Raw and typed contents cannot be mixed; raw needs one entry per input. */
@@ -498,6 +530,7 @@ int main(void)
 		cmocka_unit_test(test_status_from_errno),
 		cmocka_unit_test(test_typed_contents),
 		cmocka_unit_test(test_raw_contents),
+		cmocka_unit_test(test_unpack_framing),
 		cmocka_unit_test(test_mixed_rejected),
 		cmocka_unit_test(test_input_errors),
 		cmocka_unit_test(test_params_outputs),

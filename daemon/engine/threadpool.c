@@ -132,8 +132,9 @@ void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg
 	pthread_mutex_unlock(&p->mu);
 	work(p);
 	int spins = 0;
-	while (atomic_load(&p->remaining) > 0 && spins < 100000)
-		spins++;
+	while (atomic_load(&p->remaining) > 0 && spins < 20000)
+		if ((++spins & 63) == 0)
+			sched_yield();
 	pthread_mutex_lock(&p->mu);
 	while (atomic_load(&p->remaining) > 0)
 		pthread_cond_wait(&p->done_cv, &p->mu);

@@ -284,12 +284,38 @@ static void test_model_config(void **state)
 
 /* --- Inference -------------------------------------------------------------------------------- */
 
+/* One inference that must fail with want and a message naming needle. */
+static void expect_infer_error(struct acc_client *c, const struct acc_infer_request *rq, int want,
+			       const char *needle)
+{
+	struct acc_status st = { 0 };
+	struct acc_infer_result *r = NULL;
+	int rc = acc_client_infer(c, rq, &r, &st);
+	assert_rpc_err(rc, &st, want, needle);
+	assert_null(r);
+	acc_status_clear(&st);
+}
+
 /* ModelInfer on tiny: values against numpy's, request id and model name echoed. */
 static void test_infer_tiny(void **state)
 {
 	struct conn *k = *state;
 	tiny_roundtrip(k->c, "request-42");
 	tiny_roundtrip(k->c, NULL);
+
+	/* The "priority" and "timeout" request parameters: accepted when sane, refused if not. */
+	float x[4] = { 1, 2, 3, 4 };
+	int64_t shape[2] = { 1, 4 };
+	struct acc_tensor in = tensor("x", "FP32", shape, 2, x, sizeof(x));
+	struct acc_infer_request rq = { .model = "tiny", .n_inputs = 1, .inputs = &in,
+					.priority = 1, .timeout_us = 5000000 };
+	struct acc_infer_result *r;
+	struct acc_status st = { 0 };
+	int rc = acc_client_infer(k->c, &rq, &r, &st);
+	assert_rpc_ok(rc, &st);
+	acc_infer_result_free(r);
+	rq.priority = -1;
+	expect_infer_error(k->c, &rq, ACC_INVALID_ARGUMENT, "priority");
 }
 
 /* Identity models: every dtype travels raw and comes back bit-identical. */
@@ -557,18 +583,6 @@ static void test_infer_typed(void **state)
 			fail_msg("typed %s: output differs from input", cases[i].model);
 		inference__model_infer_response__free_unpacked(r, NULL);
 	}
-	acc_status_clear(&st);
-}
-
-/* One inference that must fail with want and a message naming needle. */
-static void expect_infer_error(struct acc_client *c, const struct acc_infer_request *rq, int want,
-			       const char *needle)
-{
-	struct acc_status st = { 0 };
-	struct acc_infer_result *r = NULL;
-	int rc = acc_client_infer(c, rq, &r, &st);
-	assert_rpc_err(rc, &st, want, needle);
-	assert_null(r);
 	acc_status_clear(&st);
 }
 

@@ -16,6 +16,7 @@
 #include "util.h"
 
 #define SCHED_MAX_LEVELS 16
+#define ENG_INPUT_ALIGN 64
 
 struct queue {
 	struct infer_request *head, *tail;
@@ -355,7 +356,9 @@ static void run_batch(struct worker *w, struct infer_request **reqs, size_t n)
 		in[i].dtype = t0->dtype;
 		in[i].ndims = t0->ndims;
 		memcpy(in[i].dims, t0->dims, sizeof(in[i].dims));
-		if (n == 1) {
+		/* A lone request whose tensor is suitably aligned runs in place; wire buffers sit at
+		 * any byte offset inside the message, and kernels expect aligned elements. */
+		if (n == 1 && (uintptr_t)t0->data % ENG_INPUT_ALIGN == 0) {
 			in[i].data = t0->data;
 			in[i].bytes = t0->bytes;
 			continue;
@@ -371,7 +374,8 @@ static void run_batch(struct worker *w, struct infer_request **reqs, size_t n)
 		}
 		in[i].data = dst;
 		in[i].bytes = bytes;
-		in[i].dims[0] = total;
+		if (s->opt.max_batch_size > 0)
+			in[i].dims[0] = total;
 	}
 	struct drv_batch b = { .n_inputs = n_in, .n_outputs = n_out, .inputs = in, .outputs = out };
 	struct exec_result res = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };

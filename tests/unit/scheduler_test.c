@@ -44,6 +44,7 @@ static int entered; /* executions started */
 static int64_t batches[64];
 static float first_values[64];
 static int n_batches;
+static int misaligned; /* executions handed an input not 64-byte aligned */
 
 /* Close or open the gate that holds executions. */
 static void gate(bool open)
@@ -76,6 +77,7 @@ int device_instance_execute(struct device_instance *in, struct drv_batch *b, dev
 	while (!gate_open)
 		pthread_cond_wait(&gate_cond, &gate_lock);
 	const float *x = b->inputs[0].data;
+	misaligned += (uintptr_t)x % 64 != 0;
 	int64_t n = shape_numel(b->inputs[0].dims, b->inputs[0].ndims);
 	batches[n_batches] = b->inputs[0].dims[0];
 	first_values[n_batches++] = x[0];
@@ -110,7 +112,7 @@ static void on_done(struct infer_request *r, void *arg)
 	}
 	res->done++;
 	pthread_mutex_unlock(&res->lock);
-	free(r->inputs[0].data);
+	free(r->owner ? r->owner : r->inputs[0].data);
 	free(r->inputs[0].name);
 	free(r->inputs);
 	for (size_t i = 0; i < r->n_results; i++) {
@@ -166,11 +168,37 @@ static void test_single_request(void **state)
 	struct sched *s = mksched(8, true, 1, 0);
 	struct result res = { 0 };
 	char *err = NULL;
+	misaligned = 0;
 	assert_int_equal(sched_submit(s, mkreq(1, 4, 1.5f, &res), &err), 0);
 	sched_shutdown(s);
 	assert_int_equal(res.done, 1);
 	assert_int_equal(res.status, 0);
 	assert_true(res.values[0] == 3.0f && res.values[3] == 3.0f);
+	assert_int_equal(misaligned, 0);
+	sched_free(s);
+}
+
+/* Wire buffers sit at odd offsets: the device must still get aligned data, and a model
+ * without a batch dimension keeps its shape. */
+static void test_misaligned_input_without_batching(void **state)
+{
+	struct sched *s = mksched(0, false, 1, 0);
+	struct result res = { 0 };
+	char *err = NULL;
+	misaligned = 0;
+	struct infer_request *r = mkreq(3, 2, 2.0f, &res);
+	char *raw = xmalloc(r->inputs[0].bytes + 3);
+	memcpy(raw + 2, r->inputs[0].data, r->inputs[0].bytes);
+	free(r->inputs[0].data);
+	r->inputs[0].data = raw + 2;
+	r->owner = raw;
+	assert_int_equal(sched_submit(s, r, &err), 0);
+	sched_shutdown(s);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(misaligned, 0);
+	assert_int_equal(batches[0], 3); /* dims[0] is not a batch dimension here */
+	assert_int_equal(res.rows, 3);
+	assert_true(res.values[5] == 4.0f);
 	sched_free(s);
 }
 
@@ -311,6 +339,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_single_request, open_gate),
+		cmocka_unit_test_teardown(test_misaligned_input_without_batching, open_gate),
 		cmocka_unit_test_teardown(test_dynamic_batching_concatenates_and_splits, open_gate),
 		cmocka_unit_test_teardown(test_batch_limit_and_shapes, open_gate),
 		cmocka_unit_test_teardown(test_priority_order, open_gate),

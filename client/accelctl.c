@@ -245,6 +245,21 @@ static double avg_us(struct acc_duration d)
 	return d.count ? (double)d.ns / (double)d.count / 1e3 : 0.0;
 }
 
+/* qsort order of batch statistics: by batch size. */
+static int cmp_batch(const void *a, const void *b)
+{
+	const struct acc_batch_stats *x = a, *y = b;
+	return x->batch_size < y->batch_size ? -1 : x->batch_size > y->batch_size;
+}
+
+/* qsort order of model statistics: by name, then version. */
+static int cmp_stats(const void *a, const void *b)
+{
+	const struct acc_model_stats *x = a, *y = b;
+	int d = strcmp(x->name, y->name);
+	return d ? d : strcmp(x->version, y->version);
+}
+
 /* stats [MODEL]. */
 static int cmd_stats(struct acc_client *c, const char *model)
 {
@@ -253,6 +268,7 @@ static int cmd_stats(struct acc_client *c, const char *model)
 	size_t n;
 	if (acc_client_model_statistics(c, model, NULL, &s, &n, &st) < 0)
 		return rpc_error(&st);
+	qsort(s, n, sizeof(*s), cmp_stats);
 	for (size_t i = 0; i < n; i++) {
 		printf("%s (version %s)\n", s[i].name, *s[i].version ? s[i].version : "-");
 		char when[64] = "never";
@@ -268,6 +284,7 @@ static int cmd_stats(struct acc_client *c, const char *model)
 		printf("  avg us: queue %.1f  input %.1f  infer %.1f  output %.1f\n", avg_us(s[i].queue),
 		       avg_us(s[i].compute_input), avg_us(s[i].compute_infer),
 		       avg_us(s[i].compute_output));
+		qsort(s[i].batch, s[i].n_batch, sizeof(*s[i].batch), cmp_batch);
 		for (size_t k = 0; k < s[i].n_batch; k++)
 			printf("  batch %" PRIu64 ": %" PRIu64 " executions, infer avg %.1f us\n",
 			       s[i].batch[k].batch_size, s[i].batch[k].compute_infer.count,

@@ -242,8 +242,10 @@ static void ACC_PRINTF(3, 4) reply_err(struct rpc_call *c, int status, const cha
 	va_start(ap, fmt);
 	char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	log_debug("rpc: %.*s -> status %d: %s", (int)GRPC_SLICE_LENGTH(c->details.method),
-		  (const char *)GRPC_SLICE_START_PTR(c->details.method), status, msg);
+	/* Client mistakes are the client's business; failures of our own deserve a warning. */
+	log_msg(status == ST_INTERNAL ? LOG_LVL_WARN : LOG_LVL_DEBUG, "rpc: %.*s -> status %d: %s",
+		(int)GRPC_SLICE_LENGTH(c->details.method),
+		(const char *)GRPC_SLICE_START_PTR(c->details.method), status, msg);
 	call_finish(c, status, msg, NULL);
 	free(msg);
 }
@@ -897,6 +899,7 @@ static int listen_one(struct rpc *r, size_t i, const char *addr, grpc_server_cre
 		      char **err)
 {
 	const char *path = NULL;
+	bool abstract = false; /* Linux abstract socket: no file, no port */
 	if (strncmp(addr, "unix:", 5) == 0) {
 		path = addr + 5;
 		if (strncmp(path, "//", 2) == 0)
@@ -906,6 +909,8 @@ static int listen_one(struct rpc *r, size_t i, const char *addr, grpc_server_cre
 		int rc = clear_stale_socket(path, err);
 		if (rc < 0)
 			return rc;
+	} else if (strncmp(addr, "unix-abstract:", 14) == 0) {
+		abstract = true;
 	} else if (!strchr(addr, ':')) {
 		return acc_err(err, -EINVAL, "listen address '%s' is neither host:port nor unix:/path", addr);
 	}
@@ -916,7 +921,7 @@ static int listen_one(struct rpc *r, size_t i, const char *addr, grpc_server_cre
 		r->unix_paths[i] = xstrdup(path);
 		if (chmod(path, 0660) < 0)
 			return acc_err(err, -errno, "chmod %s: %s", path, strerror(errno));
-	} else {
+	} else if (!abstract) {
 		r->ports[i] = port;
 	}
 	return 0;

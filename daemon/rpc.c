@@ -658,6 +658,16 @@ out_free:
 	call_unref(c);
 }
 
+/* Microseconds left before the client's deadline: UINT64_MAX if it set none, 0 if passed. */
+static uint64_t call_time_left_us(const struct rpc_call *c)
+{
+	gpr_timespec dl = c->details.deadline;
+	if (gpr_time_cmp(dl, gpr_inf_future(dl.clock_type)) >= 0)
+		return UINT64_MAX;
+	double us = gpr_timespec_to_micros(gpr_time_sub(dl, gpr_now(dl.clock_type)));
+	return us <= 0 ? 0 : us >= 1e18 ? UINT64_MAX : (uint64_t)us;
+}
+
 /* Release the received bytes a request's raw inputs pointed into. */
 static void slice_free(void *p)
 {
@@ -666,8 +676,8 @@ static void slice_free(void *p)
 	free(s);
 }
 
-/* ModelInfer: decode (raw inputs stay in the received slice), validate and queue; the
- * response is sent by infer_done. */
+/* ModelInfer: decode (raw inputs stay in the received slice), validate and queue with the
+ * client's deadline as queue timeout (when tighter); the response is sent by infer_done. */
 static void h_model_infer(struct rpc_call *c, grpc_slice body)
 {
 	Inference__ModelInferRequest *in =
@@ -689,6 +699,13 @@ static void h_model_infer(struct rpc_call *c, grpc_slice body)
 	*keep = body;
 	char *err = NULL;
 	int rc = rpc_codec_infer_request(in, keep, slice_free, ir, &err); /* ir owns both now */
+	if (rc == 0) { /* no point queueing past the client's deadline: make it the queue timeout */
+		uint64_t left = call_time_left_us(c);
+		if (left == 0)
+			rc = acc_err(&err, -ETIMEDOUT, "the client's deadline passed before queueing");
+		else if (left != UINT64_MAX && (!ir->timeout_us || left < ir->timeout_us))
+			ir->timeout_us = left;
+	}
 	if (rc == 0) {
 		ir->done = infer_done;
 		ir->arg = c;

@@ -40,6 +40,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static int in_flight;
 static atomic_long alive;
+static atomic_ullong last_timeout;
 static char *last_config;
 static int load_count;
 static const char *versions[] = { "1" };
@@ -100,6 +101,7 @@ struct repo *fake_repo(void)
 
 void fake_set_ready(bool r) { ready = r; }
 long fake_requests_alive(void) { return atomic_load(&alive); }
+unsigned long long fake_last_timeout_us(void) { return atomic_load(&last_timeout); }
 
 /* Last configuration override loaded. */
 const char *fake_last_config(void)
@@ -411,6 +413,7 @@ int infer_submit(struct infer_request *req, char **err)
 	if (rc < 0)
 		return rc;
 	req->t_arrive_ns = acc_now_ns();
+	atomic_store(&last_timeout, req->timeout_us);
 	pthread_mutex_lock(&mu);
 	in_flight++;
 	pthread_mutex_unlock(&mu);

@@ -27,6 +27,8 @@ const char *fake_last_config(void);
 int fake_load_count(void);
 /* Wait until no fake request is in flight (they complete on their own threads). */
 void fake_drain(void);
+/* timeout_us of the last request submitted. */
+unsigned long long fake_last_timeout_us(void);
 /* Requests submitted and freed so far (to check the transport frees every request). */
 long fake_requests_alive(void);
 

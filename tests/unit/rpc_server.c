@@ -645,6 +645,59 @@ static void test_cancel_and_deadline(void **state)
 	result_free(&r);
 }
 
+/* The client's deadline becomes the queue timeout, unless the request asks for less. */
+static void test_deadline_as_timeout(void **state)
+{
+	float data[4] = { 1, 2, 3, 4 };
+	int64_t shape[2] = { 1, 4 };
+	Inference__ModelInferRequest__InferInputTensor t = INFERENCE__MODEL_INFER_REQUEST__INFER_INPUT_TENSOR__INIT, *tp = &t;
+	t.name = (char *)"INPUT0";
+	t.datatype = (char *)"FP32";
+	t.shape = shape;
+	t.n_shape = 2;
+	ProtobufCBinaryData raw = { 16, (uint8_t *)data };
+	Inference__InferParameter pv = INFERENCE__INFER_PARAMETER__INIT;
+	pv.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+	pv.int64_param = 1000;
+	Inference__ModelInferRequest__ParametersEntry pe = INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT, *pp = &pe;
+	pe.key = (char *)"timeout";
+	pe.value = &pv;
+	Inference__ModelInferRequest q = INFERENCE__MODEL_INFER_REQUEST__INIT;
+	q.model_name = (char *)"echo";
+	q.inputs = &tp;
+	q.n_inputs = 1;
+	q.raw_input_contents = &raw;
+	q.n_raw_input_contents = 1;
+	for (int with_param = 0; with_param < 2; with_param++) {
+		q.parameters = &pp;
+		q.n_parameters = (size_t)with_param;
+		size_t len = inference__model_infer_request__get_packed_size(&q);
+		uint8_t *buf = xmalloc(len);
+		inference__model_infer_request__pack(&q, buf);
+		grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+		struct pending p;
+		start(&p, chan, cq, SVC "ModelInfer", buf, len, 5000); /* a 5 s deadline */
+		grpc_completion_queue_pluck(cq, &p, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		collect(&p);
+		assert_int_equal(p.res.status, 0);
+		result_free(&p.res);
+		grpc_completion_queue_shutdown(cq);
+		grpc_completion_queue_destroy(cq);
+		free(buf);
+		unsigned long long us = fake_last_timeout_us();
+		if (with_param)
+			assert_int_equal(us, 1000);
+		else if (us < 4000000 || us > 5100000) /* grpc-timeout is sent rounded up */
+			fail_msg("queue timeout %llu us for a 5 s deadline", us);
+	}
+	struct result r;
+	Inference__ModelInferResponse *resp = infer("echo", 1, true, NULL, &r); /* 10 s deadline */
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	result_free(&r);
+	assert_true(fake_last_timeout_us() > 9000000);
+	wait_idle();
+}
+
 /* rpc_start refuses bad options and occupied addresses, and removes stale sockets. */
 static void test_start_errors(void **state)
 {
@@ -770,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_big_messages),
 		cmocka_unit_test(test_concurrency),
 		cmocka_unit_test(test_cancel_and_deadline),
+		cmocka_unit_test(test_deadline_as_timeout),
 		cmocka_unit_test(test_start_errors),
 		cmocka_unit_test(test_stop_graceful),
 	};

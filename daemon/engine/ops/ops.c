@@ -12,6 +12,7 @@
 static const struct eng_op *const families[] = {
 	eng_ops_elementwise, eng_ops_gemm, eng_ops_conv, eng_ops_pool,
 	eng_ops_norm, eng_ops_shape, eng_ops_reduce,
+	eng_ops_convtranspose, eng_ops_pad, eng_ops_resize, eng_ops_topk,
 };
 
 const struct eng_op *eng_op_find(const char *op_type, int64_t opset)

@@ -68,6 +68,10 @@ extern const struct eng_op eng_ops_pool[];
 extern const struct eng_op eng_ops_norm[];
 extern const struct eng_op eng_ops_shape[];
 extern const struct eng_op eng_ops_reduce[];
+extern const struct eng_op eng_ops_convtranspose[];
+extern const struct eng_op eng_ops_pad[];
+extern const struct eng_op eng_ops_resize[];
+extern const struct eng_op eng_ops_topk[];
 
 /* Helpers shared by the op files. */
 

@@ -114,6 +114,25 @@ struct bin_job {
 	default: break;                                                                               \
 	}
 
+/* Unsigned integer ops wrap on overflow and give 0 on division by zero. */
+#define UINT_CASES(T)                                                                             \
+	switch (j->code) {                                                                            \
+	case B_ADD: LOOP2(T, T, T, (T)(x + y)); break;                                                \
+	case B_SUB: LOOP2(T, T, T, (T)(x - y)); break;                                                \
+	case B_MUL: LOOP2(T, T, T, (T)((uint64_t)x * (uint64_t)y)); break;                            \
+	case B_DIV: LOOP2(T, T, T, y == 0 ? 0 : (T)(x / y)); break;                                   \
+	case B_MAX: LOOP2(T, T, T, x > y ? x : y); break;                                             \
+	case B_MIN: LOOP2(T, T, T, x < y ? x : y); break;                                             \
+	case B_EQ: LOOP2(T, T, uint8_t, x == y); break;                                               \
+	case B_LT: LOOP2(T, T, uint8_t, x < y); break;                                                \
+	case B_GT: LOOP2(T, T, uint8_t, x > y); break;                                                \
+	case B_LE: LOOP2(T, T, uint8_t, x <= y); break;                                               \
+	case B_GE: LOOP2(T, T, uint8_t, x >= y); break;                                               \
+	case B_FMOD:                                                                                  \
+	case B_MOD: LOOP2(T, T, T, y == 0 ? 0 : (T)(x % y)); break;                                   \
+	default: break;                                                                               \
+	}
+
 /* Element i of a numeric tensor as a double. */
 static double load_f64(enum dtype t, const void *p, int64_t i)
 {
@@ -122,6 +141,12 @@ static double load_f64(enum dtype t, const void *p, int64_t i)
 	case DT_FP64: return ((const double *)p)[i];
 	case DT_INT32: return ((const int32_t *)p)[i];
 	case DT_INT64: return (double)((const int64_t *)p)[i];
+	case DT_INT8: return ((const int8_t *)p)[i];
+	case DT_INT16: return ((const int16_t *)p)[i];
+	case DT_UINT8: return ((const uint8_t *)p)[i];
+	case DT_UINT16: return ((const uint16_t *)p)[i];
+	case DT_UINT32: return ((const uint32_t *)p)[i];
+	case DT_UINT64: return (double)((const uint64_t *)p)[i];
 	default: return 0;
 	}
 }
@@ -151,6 +176,12 @@ static void bin_run_inner(void *arg, int64_t n, const int64_t *off, const int64_
 	case DT_FP64: FLOAT_CASES(double, fmod); break;
 	case DT_INT32: INT_CASES(int32_t, uint32_t); break;
 	case DT_INT64: INT_CASES(int64_t, uint64_t); break;
+	case DT_INT8: INT_CASES(int8_t, uint8_t); break;
+	case DT_INT16: INT_CASES(int16_t, uint16_t); break;
+	case DT_UINT8: UINT_CASES(uint8_t); break;
+	case DT_UINT16: UINT_CASES(uint16_t); break;
+	case DT_UINT32: UINT_CASES(uint32_t); break;
+	case DT_UINT64: UINT_CASES(uint64_t); break;
 	case DT_BOOL:
 		switch (j->code) {
 		case B_AND: LOOP2(uint8_t, uint8_t, uint8_t, x && y); break;
@@ -202,6 +233,8 @@ static int bin_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 			return eng_node_err(err, -EINVAL, n, "inputs have different types (%s, %s)",
 					    dtype_name(t0), dtype_name(eng_in_dtype(g, n, i)));
 	}
+	if (p->code == B_POW && (rc = eng_check_type(g, n, 0, DTM_NUM, err)))
+		return rc;
 	if (p->code == B_MOD && (t0 == DT_FP32 || t0 == DT_FP64))
 		return eng_node_err(err, -EINVAL, n, "Mod of floating-point inputs needs fmod=1");
 	bool cmp = p->code >= B_EQ && p->code <= B_XOR;
@@ -464,6 +497,15 @@ static void un_f32(const struct un_job *j, int64_t b, int64_t e)
 		}                                                                                         \
 	} while (0)
 
+/* Unsigned types only reach Clip. */
+#define UN_UINT(T)                                                                                \
+	do {                                                                                          \
+		const T *x = j->x;                                                                        \
+		T *y = j->y, lo = (T)j->alpha, hi = (T)j->beta;                                           \
+		for (int64_t i = b; i < e; i++)                                                           \
+			y[i] = j->code != U_CLIP ? x[i] : x[i] < lo ? lo : x[i] > hi ? hi : x[i];             \
+	} while (0)
+
 /* Unary over [b, e). */
 static void un_part(void *arg, int64_t b, int64_t e)
 {
@@ -472,6 +514,10 @@ static void un_part(void *arg, int64_t b, int64_t e)
 	case DT_FP32: un_f32(j, b, e); break;
 	case DT_INT32: UN_INT(int32_t, uint32_t); break;
 	case DT_INT64: UN_INT(int64_t, uint64_t); break;
+	case DT_INT8: UN_INT(int8_t, uint8_t); break;
+	case DT_INT16: UN_INT(int16_t, uint16_t); break;
+	case DT_UINT8: UN_UINT(uint8_t); break;
+	case DT_UINT16: UN_UINT(uint16_t); break;
 	case DT_BOOL:
 		for (int64_t i = b; i < e; i++)
 			((uint8_t *)j->y)[i] = !((const uint8_t *)j->x)[i];
@@ -557,10 +603,22 @@ static int un_run(const struct eg_node *n, struct eng_tensor *const *in, struct 
 				j.beta = (float)v;
 		}
 		if (in[0]->dtype != DT_FP32) {
+			float lo, hi;
+			switch (in[0]->dtype) {
+			case DT_INT8: lo = INT8_MIN; hi = INT8_MAX; break;
+			case DT_INT16: lo = INT16_MIN; hi = INT16_MAX; break;
+			case DT_UINT8: lo = 0; hi = UINT8_MAX; break;
+			case DT_UINT16: lo = 0; hi = UINT16_MAX; break;
+			case DT_INT32: lo = (float)INT32_MIN; hi = (float)INT32_MAX; break;
+			default: lo = -9.2e18f; hi = 9.2e18f; break;
+			}
 			if (!in[1])
-				j.alpha = in[0]->dtype == DT_INT32 ? (float)INT32_MIN : -9.2e18f;
+				j.alpha = lo;
 			if (n->n_in < 3 || !in[2])
-				j.beta = in[0]->dtype == DT_INT32 ? (float)INT32_MAX : 9.2e18f;
+				j.beta = hi;
+			/* Bounds outside the type's range clamp nothing on that side. */
+			j.alpha = j.alpha < lo ? lo : j.alpha > hi ? hi : j.alpha;
+			j.beta = j.beta < lo ? lo : j.beta > hi ? hi : j.beta;
 		}
 	}
 	tpool_for(ctx->pool, eng_numel(in[0]), 16384, un_part, &j);
@@ -684,46 +742,50 @@ static int cast_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 }
 
 #define NUM DTM_NUM
+/* Every integer width, for the arithmetic and comparison ops. */
+#define NUMX (DTM_NUM | DTB(DT_INT8) | DTB(DT_INT16) | DTB(DT_UINT8) | DTB(DT_UINT16) | DTB(DT_UINT32) | \
+	      DTB(DT_UINT64))
 #define FI (DTB(DT_FP32) | DTB(DT_INT32) | DTB(DT_INT64))
+#define FI8 (FI | DTB(DT_INT8) | DTB(DT_INT16))
 #define CASTABLE (DTM_ALL & ~(DTB(DT_FP16) | DTB(DT_BF16)))
 #define BIN(name, lo, types, attrs) { name, lo, ENG_OPSET_LATEST, types, attrs, ENG_OP_INPLACE, bin_prepare, bin_infer, bin_run, 0 }
 #define UN(name, lo, types, attrs) { name, lo, ENG_OPSET_LATEST, types, attrs, ENG_OP_INPLACE, un_prepare, same_infer, un_run, 0 }
 
 const struct eng_op eng_ops_elementwise[] = {
-	BIN("Add", 7, NUM, ""),
-	BIN("Sub", 7, NUM, ""),
-	BIN("Mul", 7, NUM, ""),
-	BIN("Div", 7, NUM, ""),
-	BIN("Pow", 7, NUM, ""),
-	BIN("Mod", 10, NUM, "fmod"),
-	BIN("Max", 8, NUM, ""),
-	BIN("Min", 8, NUM, ""),
-	BIN("Sum", 8, NUM, ""),
+	BIN("Add", 7, NUMX, ""),
+	BIN("Sub", 7, NUMX, ""),
+	BIN("Mul", 7, NUMX, ""),
+	BIN("Div", 7, NUMX, ""),
+	BIN("Pow", 7, NUMX, ""),
+	BIN("Mod", 10, NUMX, "fmod"),
+	BIN("Max", 8, NUMX, ""),
+	BIN("Min", 8, NUMX, ""),
+	BIN("Sum", 8, NUMX, ""),
 	BIN("Mean", 8, NUM, ""),
 	BIN("PRelu", 9, DTB(DT_FP32) | DTB(DT_FP64) | DTB(DT_INT32) | DTB(DT_INT64), ""),
-	BIN("Equal", 11, NUM | DTB(DT_BOOL), ""),
-	BIN("Less", 9, NUM, ""),
-	BIN("Greater", 9, NUM, ""),
-	BIN("LessOrEqual", 12, NUM, ""),
-	BIN("GreaterOrEqual", 12, NUM, ""),
+	BIN("Equal", 11, NUMX | DTB(DT_BOOL), ""),
+	BIN("Less", 9, NUMX, ""),
+	BIN("Greater", 9, NUMX, ""),
+	BIN("LessOrEqual", 12, NUMX, ""),
+	BIN("GreaterOrEqual", 12, NUMX, ""),
 	BIN("And", 7, DTB(DT_BOOL), ""),
 	BIN("Or", 7, DTB(DT_BOOL), ""),
 	BIN("Xor", 7, DTB(DT_BOOL), ""),
 	{ "Where", 9, ENG_OPSET_LATEST, DTM_ALL, "", 0, where_prepare, bin_infer, where_run, 0 },
-	UN("Relu", 6, FI, ""),
+	UN("Relu", 6, FI8, ""),
 	UN("Sigmoid", 6, DTM_FLOAT, ""),
 	UN("Tanh", 6, DTM_FLOAT, ""),
 	UN("Exp", 6, DTM_FLOAT, ""),
 	UN("Log", 6, DTM_FLOAT, ""),
 	UN("Sqrt", 6, DTM_FLOAT, ""),
-	UN("Neg", 6, FI, ""),
-	UN("Abs", 6, FI, ""),
+	UN("Neg", 6, FI8, ""),
+	UN("Abs", 6, FI8, ""),
 	UN("Erf", 9, DTM_FLOAT, ""),
 	UN("Reciprocal", 6, DTM_FLOAT, ""),
 	UN("Floor", 6, DTM_FLOAT, ""),
 	UN("Ceil", 6, DTM_FLOAT, ""),
 	UN("Round", 11, DTM_FLOAT, ""),
-	UN("Sign", 9, FI, ""),
+	UN("Sign", 9, FI8, ""),
 	UN("Sin", 7, DTM_FLOAT, ""),
 	UN("Cos", 7, DTM_FLOAT, ""),
 	UN("Softplus", 1, DTM_FLOAT, ""),
@@ -738,7 +800,7 @@ const struct eng_op eng_ops_elementwise[] = {
 	UN("Mish", 18, DTM_FLOAT, ""),
 	UN("Gelu", 20, DTM_FLOAT, "approximate"),
 	{ "Clip", 6, 10, DTM_FLOAT, "min max", ENG_OP_INPLACE, un_prepare, same_infer, un_run, 0 },
-	{ "Clip", 11, ENG_OPSET_LATEST, FI, "", ENG_OP_INPLACE, un_prepare, same_infer, un_run, 0 },
+	{ "Clip", 11, ENG_OPSET_LATEST, FI8 | DTB(DT_UINT8) | DTB(DT_UINT16), "", ENG_OP_INPLACE, un_prepare, same_infer, un_run, 0 },
 	UN("Not", 1, DTB(DT_BOOL), ""),
 	{ "Cast", 6, ENG_OPSET_LATEST, CASTABLE, "to saturate", 0, cast_prepare, same_infer, cast_run, 0 },
 	{ "CastLike", 15, ENG_OPSET_LATEST, CASTABLE, "saturate", 0, cast_prepare, same_infer, cast_run, 0 },

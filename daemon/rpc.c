@@ -50,6 +50,7 @@
 #define RPC_MAX_CQ 8
 #define RPC_PENDING_PER_CQ 32            /* calls requested ahead on each queue */
 #define RPC_STOP_GRACE_NS 5000000000ull   /* in-flight calls get this long at rpc_stop */
+#define RPC_MAX_DETAILS 1024             /* longest status message sent */
 #define SERVICE "inference.GRPCInferenceService"
 
 /* gRPC status codes (grpc_status_code), named here so the mapping reads plainly. */
@@ -242,6 +243,8 @@ static void ACC_PRINTF(3, 4) reply_err(struct rpc_call *c, int status, const cha
 	va_start(ap, fmt);
 	char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
+	if (strlen(msg) > RPC_MAX_DETAILS) /* clients refuse big trailers (8 KiB by default) */
+		strcpy(msg + RPC_MAX_DETAILS - 3, "...");
 	/* Client mistakes are the client's business; failures of our own deserve a warning. */
 	log_msg(status == ST_INTERNAL ? LOG_LVL_WARN : LOG_LVL_DEBUG, "rpc: %.*s -> status %d: %s",
 		(int)GRPC_SLICE_LENGTH(c->details.method),

@@ -487,6 +487,13 @@ static void test_infer(void **state)
 	expect_status(&r, 3, "model 'echo' has no output named 'NOPE'");
 	infer("nosuch", 1, false, NULL, &r);
 	expect_status(&r, 5, "unknown model 'nosuch'");
+	char *longname = xmalloc(20001);
+	memset(longname, 'x', 20000);
+	longname[20000] = 0;
+	infer(longname, 1, false, NULL, &r); /* the message is cut, and still arrives */
+	assert_int_equal(strlen(r.details), 1024);
+	expect_status(&r, 5, "unknown model 'xxxx");
+	free(longname);
 	infer("broken", 1, false, NULL, &r);
 	expect_status(&r, 14, "model 'broken' is not ready (UNAVAILABLE: bad config)");
 	infer("fail", 1, false, NULL, &r);

@@ -12,6 +12,7 @@
 #include "kernels/gemm.h"
 #include "onnx.h"
 #include "ops/ops.h"
+#include "opt.h"
 #include "plan.h"
 #include "threadpool.h"
 #include "util.h"
@@ -97,6 +98,10 @@ int eng_model_load(const void *onnx, size_t len, const struct eng_options *opt, 
 	for (int i = 0; i < g->n_outputs; i++)
 		if (g->values[g->outputs[i]].konst)
 			io_fill(&m->outputs[i], &g->values[g->outputs[i]]);
+	if (!(opt && opt->no_opt) && !opt_disabled_by_env() && (rc = opt_graph(g, NULL, err))) {
+		eng_model_free(m);
+		return rc;
+	}
 	eg_graph_mark_plan_data(g);
 	m->inputs = xcalloc(g->n_inputs + 1, sizeof(struct eng_io));
 	for (int i = 0; i < g->n_inputs; i++)

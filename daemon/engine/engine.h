@@ -38,6 +38,7 @@ struct eng_tensor {
 struct eng_options {
 	int threads; /* intra-op threads per exec; 0 = one per online CPU */
 	size_t arena_limit; /* most bytes one exec's arena may take; 0 = half the physical memory */
+	bool no_opt; /* skip the load-time graph rewrites (opt.h); also ACCELD_ENGINE_NO_OPT=1 */
 };
 
 /* Parse and optimise an ONNX ModelProto from bytes (the bytes are not retained).

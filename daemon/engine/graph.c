@@ -36,6 +36,12 @@ static void node_clear(struct eg_node *n)
 	free(n->params);
 }
 
+void eg_node_clear(struct eg_node *n)
+{
+	node_clear(n);
+	memset(n, 0, sizeof(*n));
+}
+
 void eg_graph_free(struct eg_graph *g)
 {
 	if (!g)

@@ -82,6 +82,8 @@ void eg_graph_free(struct eg_graph *g);
 int eg_value_add(struct eg_graph *g, const char *name);
 /* Append a zeroed node; returns its index (pointers into g->nodes may move). */
 int eg_node_add(struct eg_graph *g);
+/* Free a node's contents (names, edges, attributes, params) and zero it. */
+void eg_node_clear(struct eg_node *n);
 
 /* Allocate a dense tensor of dtype and dims with zeroed data (aligned to 64 bytes). */
 struct eng_tensor *eg_tensor_new(enum dtype dt, int ndims, const int64_t *dims);

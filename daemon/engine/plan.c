@@ -9,6 +9,7 @@
 
 #include "ops/ops.h"
 #include "plan.h"
+#include "profile.h"
 #include "util.h"
 
 #define ALIGN 64
@@ -366,13 +367,17 @@ void plan_bind(struct plan *p, void *arena, const struct eng_tensor *inputs)
 int plan_run(struct plan *p, void *arena, struct eng_ctx *ctx, struct eng_tensor *outputs, char **err)
 {
 	const struct eg_graph *g = p->g;
+	bool prof = eng_profile_enabled();
 	for (int s = 0; s < p->n_steps; s++) {
 		const struct plan_step *st = &p->steps[s];
 		const struct eg_node *n = &g->nodes[st->node];
 		void *scratch = st->scratch ? (uint8_t *)arena + st->scratch_off : NULL;
+		uint64_t t0 = prof ? acc_now_ns() : 0;
 		int rc = n->op->run(n, st->in, st->out, scratch, ctx, err);
 		if (rc)
 			return rc;
+		if (prof)
+			eng_profile_add(n, acc_now_ns() - t0);
 	}
 	for (int i = 0; i < g->n_outputs; i++) {
 		const struct eng_tensor *t = &p->vals[g->outputs[i]].t;

@@ -1,0 +1,110 @@
+/* profile.c - per-op-type run time table (see profile.h). */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profile.h"
+#include "util.h"
+
+#define PROF_MAX 128 /* distinct keys kept; later ones are counted under "other" */
+
+struct prof_row {
+	char key[64];
+	uint64_t calls, ns;
+};
+
+static pthread_once_t prof_once = PTHREAD_ONCE_INIT;
+static bool prof_on;
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct prof_row prof_rows[PROF_MAX + 1];
+static int prof_n;
+
+/* Read the environment once. */
+static void prof_init(void)
+{
+	const char *e = getenv("ACCELD_ENGINE_PROFILE");
+	prof_on = e && *e && strcmp(e, "0");
+}
+
+bool eng_profile_enabled(void)
+{
+	pthread_once(&prof_once, prof_init);
+	return prof_on;
+}
+
+/* The activation name for the optimiser's _act code (see opt.h). */
+static const char *act_name(int64_t a)
+{
+	static const char *const names[] = { "", "Relu", "Clip", "Sigmoid", "HardSwish", "LeakyRelu", "Gelu", "Tanh" };
+	return a > 0 && a < (int64_t)ACC_ARRAY_LEN(names) ? names[a] : "";
+}
+
+/* The table key of node n: op type plus fused bias/activation. */
+static void prof_key(const struct eg_node *n, char *buf, size_t len)
+{
+	int64_t act = eg_attr_int(n, "_act", 0);
+	int64_t bias = eg_attr_int(n, "_bias", 0);
+	snprintf(buf, len, "%s%s%s%s", n->op_type, bias ? "+Bias" : "", act ? "+" : "", act_name(act));
+}
+
+void eng_profile_add(const struct eg_node *n, uint64_t ns)
+{
+	char key[64];
+	prof_key(n, key, sizeof(key));
+	pthread_mutex_lock(&prof_lock);
+	int i = 0;
+	while (i < prof_n && strcmp(prof_rows[i].key, key))
+		i++;
+	if (i == prof_n) {
+		if (prof_n < PROF_MAX) {
+			prof_n++;
+			snprintf(prof_rows[i].key, sizeof(prof_rows[i].key), "%s", key);
+		} else {
+			i = PROF_MAX;
+			snprintf(prof_rows[i].key, sizeof(prof_rows[i].key), "other");
+		}
+	}
+	prof_rows[i].calls++;
+	prof_rows[i].ns += ns;
+	pthread_mutex_unlock(&prof_lock);
+}
+
+void eng_profile_reset(void)
+{
+	pthread_mutex_lock(&prof_lock);
+	memset(prof_rows, 0, sizeof(prof_rows));
+	prof_n = 0;
+	pthread_mutex_unlock(&prof_lock);
+}
+
+/* Order rows by time, most first. */
+static int row_cmp(const void *a, const void *b)
+{
+	const struct prof_row *x = a, *y = b;
+	return x->ns < y->ns ? 1 : x->ns > y->ns ? -1 : 0;
+}
+
+void eng_profile_print(FILE *f, const char *title, int runs)
+{
+	pthread_mutex_lock(&prof_lock);
+	int n = prof_n + (prof_rows[PROF_MAX].calls ? 1 : 0);
+	struct prof_row *rows = xcalloc(n + 1, sizeof(*rows));
+	memcpy(rows, prof_rows, prof_n * sizeof(*rows));
+	if (n > prof_n)
+		rows[prof_n] = prof_rows[PROF_MAX];
+	pthread_mutex_unlock(&prof_lock);
+	qsort(rows, n, sizeof(*rows), row_cmp);
+	uint64_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += rows[i].ns;
+	int div = runs > 0 ? runs : 1;
+	fprintf(f, "profile %s: %.3f ms per run over %d runs\n", title ? title : "", total / 1e6 / div, div);
+	fprintf(f, "  %-28s %8s %10s %6s %10s\n", "op", "calls/run", "ms/run", "share", "us/call");
+	for (int i = 0; i < n; i++)
+		fprintf(f, "  %-28s %8.1f %10.3f %5.1f%% %10.1f\n", rows[i].key, (double)rows[i].calls / div,
+			rows[i].ns / 1e6 / div, total ? 100.0 * rows[i].ns / total : 0.0,
+			rows[i].calls ? rows[i].ns / 1e3 / rows[i].calls : 0.0);
+	free(rows);
+}

@@ -1,0 +1,569 @@
+/* engine_opt_test.c - unit tests of the load-time graph rewrites (opt.c): each rewrite fires on
+ * its pattern (fewer nodes), leaves look-alikes that are not legal to rewrite alone, and the
+ * optimised model computes what the unoptimised one and a plain C reference compute. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "graph.h"
+#include "onnx.h"
+#include "onnx.pb-c.h"
+#include "ops/ops.h"
+#include "opt.h"
+#include "util.h"
+
+/* ---- a small ModelProto builder ---- */
+
+#define T_FLOAT 1
+#define T_INT64 7
+
+#define PUSH(n, arr, p)                                                                           \
+	do {                                                                                          \
+		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
+		(arr)[(n)++] = (p);                                                                       \
+	} while (0)
+#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* A model with one default-domain opset. */
+static Onnx__ModelProto *mb_new(int64_t opset)
+{
+	Onnx__ModelProto *m = xmalloc(sizeof(*m));
+	onnx__model_proto__init(m);
+	m->has_ir_version = 1;
+	m->ir_version = 8;
+	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
+	onnx__operator_set_id_proto__init(o);
+	o->domain = xstrdup("");
+	o->has_version = 1;
+	o->version = opset;
+	PUSH(m->n_opset_import, m->opset_import, o);
+	m->graph = xmalloc(sizeof(*m->graph));
+	onnx__graph_proto__init(m->graph);
+	m->graph->name = xstrdup("g");
+	return m;
+}
+
+/* A float ValueInfo; dims[i] < 0 is the symbol "N"; ndims < 0 leaves the shape out. */
+static Onnx__ValueInfoProto *mb_vi(const char *name, int ndims, const int64_t *dims)
+{
+	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
+	onnx__value_info_proto__init(v);
+	v->name = xstrdup(name);
+	v->type = xmalloc(sizeof(*v->type));
+	onnx__type_proto__init(v->type);
+	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
+	onnx__type_proto__tensor__init(v->type->tensor_type);
+	v->type->tensor_type->has_elem_type = 1;
+	v->type->tensor_type->elem_type = T_FLOAT;
+	if (ndims >= 0) {
+		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
+		onnx__tensor_shape_proto__init(s);
+		for (int i = 0; i < ndims; i++) {
+			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
+			onnx__tensor_shape_proto__dimension__init(d);
+			if (dims[i] >= 0) {
+				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+				d->dim_value = dims[i];
+			} else {
+				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+				d->dim_param = xstrdup("N");
+			}
+			PUSH(s->n_dim, s->dim, d);
+		}
+		v->type->tensor_type->shape = s;
+	}
+	return v;
+}
+
+/* A tensor initializer of elem type (T_FLOAT or T_INT64) from raw bytes. */
+static void mb_init(Onnx__ModelProto *m, const char *name, int elem, int ndims, const int64_t *dims, const void *data)
+{
+	Onnx__TensorProto *t = xmalloc(sizeof(*t));
+	onnx__tensor_proto__init(t);
+	t->name = xstrdup(name);
+	t->has_data_type = 1;
+	t->data_type = elem;
+	int64_t n = 1;
+	for (int i = 0; i < ndims; i++) {
+		PUSH(t->n_dims, t->dims, dims[i]);
+		n *= dims[i];
+	}
+	t->has_raw_data = 1;
+	t->raw_data.len = n * (elem == T_INT64 ? 8 : 4);
+	t->raw_data.data = xmalloc(t->raw_data.len + 1);
+	memcpy(t->raw_data.data, data, t->raw_data.len);
+	PUSH(m->graph->n_initializer, m->graph->initializer, t);
+}
+
+/* A scalar float initializer. */
+static void mb_scalar(Onnx__ModelProto *m, const char *name, float v)
+{
+	mb_init(m, name, T_FLOAT, 0, NULL, &v);
+}
+
+/* A node; ins and outs are NULL-terminated. */
+static Onnx__NodeProto *mb_node(Onnx__ModelProto *m, const char *op, const char *const *ins, const char *const *outs)
+{
+	Onnx__NodeProto *n = xmalloc(sizeof(*n));
+	onnx__node_proto__init(n);
+	n->op_type = xstrdup(op);
+	n->name = xasprintf("%s_%zu", op, m->graph->n_node);
+	for (; *ins; ins++)
+		PUSH(n->n_input, n->input, xstrdup(*ins));
+	for (; *outs; outs++)
+		PUSH(n->n_output, n->output, xstrdup(*outs));
+	PUSH(m->graph->n_node, m->graph->node, n);
+	return n;
+}
+
+/* An attribute of type t on n. */
+static Onnx__AttributeProto *mb_attr(Onnx__NodeProto *n, const char *name, int t)
+{
+	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
+	onnx__attribute_proto__init(a);
+	a->name = xstrdup(name);
+	a->has_type = 1;
+	a->type = t;
+	PUSH(n->n_attribute, n->attribute, a);
+	return a;
+}
+
+/* An INTS attribute. */
+static void mb_ints(Onnx__NodeProto *n, const char *name, int k, const int64_t *v)
+{
+	Onnx__AttributeProto *a = mb_attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+	for (int i = 0; i < k; i++)
+		PUSH(a->n_ints, a->ints, v[i]);
+}
+
+/* A FLOAT attribute. */
+static void mb_float(Onnx__ModelProto *m, Onnx__NodeProto *n, const char *name, float v)
+{
+	(void)m;
+	Onnx__AttributeProto *a = mb_attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+	a->has_f = 1;
+	a->f = v;
+}
+
+/* Serialize and free m. */
+static uint8_t *mb_pack(Onnx__ModelProto *m, size_t *len)
+{
+	*len = onnx__model_proto__get_packed_size(m);
+	uint8_t *buf = xmalloc(*len + 1);
+	onnx__model_proto__pack(m, buf);
+	onnx__model_proto__free_unpacked(m, NULL);
+	return buf;
+}
+
+/* ---- running ---- */
+
+/* Nodes left after parse, prepare, fold and (if optimise) opt_graph; *st gets opt's counts. */
+static int count_nodes(const uint8_t *buf, size_t len, bool optimise, struct opt_stats *st)
+{
+	struct eg_graph *g = NULL;
+	char *err = NULL;
+	if (onnx_parse_model(buf, len, &g, &err) || eg_graph_prepare(g, &err) || eg_graph_fold(g, &err))
+		fail_msg("prepare: %s", err);
+	memset(st, 0, sizeof(*st));
+	if (optimise && opt_graph(g, st, &err))
+		fail_msg("opt: %s", err);
+	int n = g->n_nodes;
+	eg_graph_free(g);
+	return n;
+}
+
+/* Run the one-input, one-output model on x (dims given) into y (ny floats). */
+static void run_model(const uint8_t *buf, size_t len, bool no_opt, const float *x, int ndims, const int64_t *dims,
+		      float *y, size_t ny)
+{
+	struct eng_model *m = NULL;
+	struct eng_exec *e = NULL;
+	char *err = NULL;
+	struct eng_options o = { .threads = 2, .no_opt = no_opt };
+	if (eng_model_load(buf, len, &o, &m, &err) || eng_exec_create(m, &e, &err))
+		fail_msg("load: %s", err);
+	struct eng_tensor in = { .dtype = DT_FP32, .ndims = ndims, .data = (void *)x };
+	int64_t n = 1;
+	for (int i = 0; i < ndims; i++)
+		n *= in.dims[i] = dims[i];
+	in.bytes = n * sizeof(float);
+	struct eng_tensor out;
+	if (eng_exec_run(e, &in, &out, &err))
+		fail_msg("run: %s", err);
+	assert_int_equal(out.bytes, ny * sizeof(float));
+	memcpy(y, out.data, out.bytes);
+	eng_exec_free(e);
+	eng_model_free(m);
+}
+
+/* Fill a with n deterministic values in [-2, 2). */
+static void fill(float *a, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		a[i] = ((seed >> 8) & 0xffff) / 16384.0f - 2.0f;
+	}
+}
+
+/* Assert |a - b| <= tol elementwise. */
+static void assert_close(const float *a, const float *b, size_t n, float tol)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!(fabsf(a[i] - b[i]) <= tol))
+			fail_msg("element %zu: %g vs %g", i, a[i], b[i]);
+}
+
+/* Whether op_type's table entry at opset accepts attribute name. */
+static bool op_accepts(const char *op_type, int64_t opset, const char *name)
+{
+	const struct eng_op *op = eng_op_find(op_type, opset);
+	if (!op || !op->attrs)
+		return false;
+	size_t l = strlen(name);
+	for (const char *p = strstr(op->attrs, name); p; p = strstr(p + 1, name))
+		if ((p == op->attrs || p[-1] == ' ') && (p[l] == ' ' || !p[l]))
+			return true;
+	return false;
+}
+
+/* ---- Conv + BatchNormalization + activation ---- */
+
+#define CB_N 2
+#define CB_C 2
+#define CB_K 3
+#define CB_H 5
+
+static float cb_w[CB_K * CB_C * 9], cb_b[CB_K], cb_scale[CB_K], cb_beta[CB_K], cb_mean[CB_K], cb_var[CB_K];
+
+/* X[N,2,5,5] -> Conv(3x3, pad 1) -> BatchNormalization -> act (Relu, or Clip(0, 6) when clip). */
+static uint8_t *conv_bn_model(bool clip, size_t *len)
+{
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[4] = { -1, CB_C, CB_H, CB_H }, wd[4] = { CB_K, CB_C, 3, 3 }, kd[1] = { CB_K };
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 4, xd));
+	fill(cb_w, ACC_ARRAY_LEN(cb_w), 1);
+	fill(cb_b, CB_K, 2);
+	fill(cb_scale, CB_K, 3);
+	fill(cb_beta, CB_K, 4);
+	fill(cb_mean, CB_K, 5);
+	fill(cb_var, CB_K, 6);
+	for (int i = 0; i < CB_K; i++)
+		cb_var[i] = fabsf(cb_var[i]) + 0.1f;
+	mb_init(m, "W", T_FLOAT, 4, wd, cb_w);
+	mb_init(m, "B", T_FLOAT, 1, kd, cb_b);
+	mb_init(m, "scale", T_FLOAT, 1, kd, cb_scale);
+	mb_init(m, "beta", T_FLOAT, 1, kd, cb_beta);
+	mb_init(m, "mean", T_FLOAT, 1, kd, cb_mean);
+	mb_init(m, "var", T_FLOAT, 1, kd, cb_var);
+	Onnx__NodeProto *c = mb_node(m, "Conv", L("X", "W", "B"), L("c"));
+	int64_t pads[4] = { 1, 1, 1, 1 };
+	mb_ints(c, "pads", 4, pads);
+	Onnx__NodeProto *bn = mb_node(m, "BatchNormalization", L("c", "scale", "beta", "mean", "var"), L("bn"));
+	mb_float(m, bn, "epsilon", 1e-3f);
+	if (clip) {
+		mb_scalar(m, "lo", 0.0f);
+		mb_scalar(m, "hi", 6.0f);
+		mb_node(m, "Clip", L("bn", "lo", "hi"), L("Y"));
+	} else {
+		mb_node(m, "Relu", L("bn"), L("Y"));
+	}
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	return mb_pack(m, len);
+}
+
+/* The same network computed plainly. */
+static void conv_bn_ref(const float *x, bool clip, float *y)
+{
+	for (int n = 0; n < CB_N; n++)
+		for (int k = 0; k < CB_K; k++)
+			for (int i = 0; i < CB_H; i++)
+				for (int j = 0; j < CB_H; j++) {
+					double s = cb_b[k];
+					for (int c = 0; c < CB_C; c++)
+						for (int di = 0; di < 3; di++)
+							for (int dj = 0; dj < 3; dj++) {
+								int ii = i + di - 1, jj = j + dj - 1;
+								if (ii < 0 || jj < 0 || ii >= CB_H || jj >= CB_H)
+									continue;
+								s += (double)x[((n * CB_C + c) * CB_H + ii) * CB_H + jj] *
+								     cb_w[((k * CB_C + c) * 3 + di) * 3 + dj];
+							}
+					double v = (s - cb_mean[k]) / sqrt(cb_var[k] + 1e-3) * cb_scale[k] + cb_beta[k];
+					v = v < 0 ? 0 : v;
+					if (clip && v > 6)
+						v = 6;
+					y[((n * CB_K + k) * CB_H + i) * CB_H + j] = (float)v;
+				}
+}
+
+static void test_conv_bn_act(void **state)
+{
+	(void)state;
+	for (int clip = 0; clip < 2; clip++) {
+		size_t len;
+		uint8_t *buf = conv_bn_model(clip, &len);
+		struct opt_stats st;
+		assert_int_equal(count_nodes(buf, len, false, &st), 3);
+		int left = count_nodes(buf, len, true, &st);
+		assert_int_equal(st.bn_folded, 1);
+		bool act = op_accepts("Conv", 13, "_act") && (!clip || op_accepts("Conv", 13, "_act_min"));
+		assert_int_equal(st.act_fused, act ? 1 : 0);
+		assert_int_equal(left, act ? 1 : 2);
+		float x[CB_N * CB_C * CB_H * CB_H], y0[CB_N * CB_K * CB_H * CB_H], y1[ACC_ARRAY_LEN(y0)], want[ACC_ARRAY_LEN(y0)];
+		fill(x, ACC_ARRAY_LEN(x), 7);
+		for (size_t i = 0; i < ACC_ARRAY_LEN(x); i += 3)
+			x[i] *= 3; /* some values past the Clip's 6 */
+		int64_t dims[4] = { CB_N, CB_C, CB_H, CB_H };
+		run_model(buf, len, true, x, 4, dims, y0, ACC_ARRAY_LEN(y0));
+		run_model(buf, len, false, x, 4, dims, y1, ACC_ARRAY_LEN(y1));
+		conv_bn_ref(x, clip, want);
+		assert_close(y0, want, ACC_ARRAY_LEN(want), 1e-4f);
+		assert_close(y1, want, ACC_ARRAY_LEN(want), 1e-4f);
+		free(buf);
+	}
+}
+
+/* A BatchNormalization whose Conv output is also read elsewhere stays. */
+static void test_conv_bn_shared_output_kept(void **state)
+{
+	(void)state;
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[4] = { -1, CB_C, CB_H, CB_H }, wd[4] = { CB_K, CB_C, 3, 3 }, kd[1] = { CB_K };
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 4, xd));
+	fill(cb_w, ACC_ARRAY_LEN(cb_w), 1);
+	for (int i = 0; i < CB_K; i++)
+		cb_var[i] = 1.0f, cb_scale[i] = 2.0f, cb_beta[i] = cb_mean[i] = 0.5f;
+	mb_init(m, "W", T_FLOAT, 4, wd, cb_w);
+	mb_init(m, "scale", T_FLOAT, 1, kd, cb_scale);
+	mb_init(m, "beta", T_FLOAT, 1, kd, cb_beta);
+	mb_init(m, "mean", T_FLOAT, 1, kd, cb_mean);
+	mb_init(m, "var", T_FLOAT, 1, kd, cb_var);
+	mb_node(m, "Conv", L("X", "W"), L("c"));
+	mb_node(m, "BatchNormalization", L("c", "scale", "beta", "mean", "var"), L("bn"));
+	mb_node(m, "Add", L("c", "bn"), L("Y"));
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	size_t len;
+	uint8_t *buf = mb_pack(m, &len);
+	struct opt_stats st;
+	assert_int_equal(count_nodes(buf, len, true, &st), 3);
+	assert_int_equal(st.bn_folded, 0);
+	free(buf);
+}
+
+/* ---- GELU ---- */
+
+/* X[N,6] -> x*0.5*(1+erf(x/sqrt2)), spelled as PyTorch does (late) or with the 0.5 first
+ * (early); leak makes the Erf output a second graph output. */
+static uint8_t *gelu_model(bool early, bool leak, size_t *len)
+{
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[2] = { -1, 6 };
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
+	mb_scalar(m, "half", 0.5f);
+	mb_scalar(m, "one", 1.0f);
+	if (early) {
+		mb_scalar(m, "rs2", (float)M_SQRT1_2);
+		mb_node(m, "Mul", L("X", "rs2"), L("q"));
+	} else {
+		mb_scalar(m, "s2", (float)M_SQRT2);
+		mb_node(m, "Div", L("X", "s2"), L("q"));
+	}
+	mb_node(m, "Erf", L("q"), L("e"));
+	mb_node(m, "Add", L("e", "one"), L("a"));
+	if (early) {
+		mb_node(m, "Mul", L("half", "X"), L("h"));
+		mb_node(m, "Mul", L("h", "a"), L("Y"));
+	} else {
+		mb_node(m, "Mul", L("X", "a"), L("p"));
+		mb_node(m, "Mul", L("p", "half"), L("Y"));
+	}
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	if (leak)
+		PUSH(m->graph->n_output, m->graph->output, mb_vi("e", -1, NULL));
+	return mb_pack(m, len);
+}
+
+static void test_gelu_pattern(void **state)
+{
+	(void)state;
+	float x[3 * 6], y0[18], y1[18], want[18];
+	fill(x, 18, 11);
+	for (int i = 0; i < 18; i++)
+		want[i] = (float)(0.5 * x[i] * (1 + erf(x[i] / M_SQRT2)));
+	int64_t dims[2] = { 3, 6 };
+	for (int early = 0; early < 2; early++) {
+		size_t len;
+		uint8_t *buf = gelu_model(early, false, &len);
+		struct opt_stats st;
+		assert_int_equal(count_nodes(buf, len, true, &st), 1);
+		assert_int_equal(st.gelu, 1);
+		run_model(buf, len, true, x, 2, dims, y0, 18);
+		run_model(buf, len, false, x, 2, dims, y1, 18);
+		assert_close(y0, want, 18, 1e-5f);
+		assert_close(y1, want, 18, 1e-5f);
+		free(buf);
+	}
+	size_t len;
+	uint8_t *buf = gelu_model(false, true, &len);
+	struct opt_stats st;
+	assert_int_equal(count_nodes(buf, len, true, &st), 5);
+	assert_int_equal(st.gelu, 0);
+	free(buf);
+}
+
+/* ---- LayerNorm ---- */
+
+#define LN_D 8
+
+static float ln_w[LN_D], ln_b[LN_D];
+
+/* X[N,4,8] -> the opset-13 LayerNorm spelling over axes (last, or 1 when axis1). */
+static uint8_t *layernorm_model(bool axis1, size_t *len)
+{
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[3] = { -1, 4, LN_D }, kd[1] = { LN_D };
+	int64_t ax = axis1 ? 1 : -1;
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 3, xd));
+	fill(ln_w, LN_D, 21);
+	fill(ln_b, LN_D, 22);
+	mb_init(m, "w", T_FLOAT, 1, kd, ln_w);
+	mb_init(m, "b", T_FLOAT, 1, kd, ln_b);
+	mb_scalar(m, "two", 2.0f);
+	mb_scalar(m, "eps", 1e-5f);
+	mb_ints(mb_node(m, "ReduceMean", L("X"), L("mu")), "axes", 1, &ax);
+	mb_node(m, "Sub", L("X", "mu"), L("d"));
+	mb_node(m, "Pow", L("d", "two"), L("d2"));
+	mb_ints(mb_node(m, "ReduceMean", L("d2"), L("var")), "axes", 1, &ax);
+	mb_node(m, "Add", L("var", "eps"), L("ve"));
+	mb_node(m, "Sqrt", L("ve"), L("sd"));
+	mb_node(m, "Div", L("d", "sd"), L("nrm"));
+	mb_node(m, "Mul", L("nrm", "w"), L("sc"));
+	mb_node(m, "Add", L("sc", "b"), L("Y"));
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	return mb_pack(m, len);
+}
+
+static void test_layernorm_pattern(void **state)
+{
+	(void)state;
+	enum { R = 2 * 4 };
+	float x[R * LN_D], y0[R * LN_D], y1[R * LN_D], want[R * LN_D];
+	fill(x, R * LN_D, 31);
+	size_t len;
+	uint8_t *buf = layernorm_model(false, &len);
+	for (int r = 0; r < R; r++) {
+		double s = 0, s2 = 0;
+		for (int i = 0; i < LN_D; i++)
+			s += x[r * LN_D + i];
+		s /= LN_D;
+		for (int i = 0; i < LN_D; i++)
+			s2 += (x[r * LN_D + i] - s) * (x[r * LN_D + i] - s);
+		double is = 1 / sqrt(s2 / LN_D + 1e-5);
+		for (int i = 0; i < LN_D; i++)
+			want[r * LN_D + i] = (float)((x[r * LN_D + i] - s) * is * ln_w[i] + ln_b[i]);
+	}
+	struct opt_stats st;
+	assert_int_equal(count_nodes(buf, len, false, &st), 9);
+	assert_int_equal(count_nodes(buf, len, true, &st), 1);
+	assert_int_equal(st.layernorm, 1);
+	int64_t dims[3] = { 2, 4, LN_D };
+	run_model(buf, len, true, x, 3, dims, y0, R * LN_D);
+	run_model(buf, len, false, x, 3, dims, y1, R * LN_D);
+	assert_close(y0, want, R * LN_D, 1e-4f);
+	assert_close(y1, want, R * LN_D, 1e-4f);
+	free(buf);
+	/* Over another axis it is not a LayerNormalization over the last one: left alone. */
+	buf = layernorm_model(true, &len);
+	assert_int_equal(count_nodes(buf, len, true, &st), 9);
+	assert_int_equal(st.layernorm, 0);
+	free(buf);
+}
+
+/* ---- MatMul + bias + activation ---- */
+
+static void test_matmul_bias_act(void **state)
+{
+	(void)state;
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[2] = { -1, 4 }, wd[2] = { 4, 5 }, bd[1] = { 5 };
+	float w[20], b[5];
+	fill(w, 20, 41);
+	fill(b, 5, 42);
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
+	mb_init(m, "W", T_FLOAT, 2, wd, w);
+	mb_init(m, "b", T_FLOAT, 1, bd, b);
+	mb_node(m, "MatMul", L("X", "W"), L("p"));
+	mb_node(m, "Add", L("b", "p"), L("q"));
+	mb_node(m, "Relu", L("q"), L("Y"));
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	size_t len;
+	uint8_t *buf = mb_pack(m, &len);
+	struct opt_stats st;
+	int left = count_nodes(buf, len, true, &st);
+	bool bias = op_accepts("MatMul", 13, "_bias"), act = op_accepts("MatMul", 13, "_act");
+	assert_int_equal(st.bias_fused, bias ? 1 : 0);
+	assert_int_equal(st.act_fused, act ? 1 : 0);
+	assert_int_equal(left, 3 - bias - act);
+	float x[3 * 4], y0[15], y1[15], want[15];
+	fill(x, 12, 43);
+	for (int r = 0; r < 3; r++)
+		for (int j = 0; j < 5; j++) {
+			double s = b[j];
+			for (int k = 0; k < 4; k++)
+				s += (double)x[r * 4 + k] * w[k * 5 + j];
+			want[r * 5 + j] = s > 0 ? (float)s : 0;
+		}
+	int64_t dims[2] = { 3, 4 };
+	run_model(buf, len, true, x, 2, dims, y0, 15);
+	run_model(buf, len, false, x, 2, dims, y1, 15);
+	assert_close(y0, want, 15, 1e-5f);
+	assert_close(y1, want, 15, 1e-5f);
+	free(buf);
+}
+
+/* A bias that is not one row of the product ([2,5] here) is left to the Add. */
+static void test_matmul_bias_wrong_shape_kept(void **state)
+{
+	(void)state;
+	Onnx__ModelProto *m = mb_new(13);
+	int64_t xd[2] = { 2, 4 }, wd[2] = { 4, 5 }, bd[2] = { 2, 5 };
+	float w[20], b[10];
+	fill(w, 20, 51);
+	fill(b, 10, 52);
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
+	mb_init(m, "W", T_FLOAT, 2, wd, w);
+	mb_init(m, "b", T_FLOAT, 2, bd, b);
+	mb_node(m, "MatMul", L("X", "W"), L("p"));
+	mb_node(m, "Add", L("p", "b"), L("Y"));
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	size_t len;
+	uint8_t *buf = mb_pack(m, &len);
+	struct opt_stats st;
+	assert_int_equal(count_nodes(buf, len, true, &st), 2);
+	assert_int_equal(st.bias_fused, 0);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_conv_bn_act),
+		cmocka_unit_test(test_conv_bn_shared_output_kept),
+		cmocka_unit_test(test_gelu_pattern),
+		cmocka_unit_test(test_layernorm_pattern),
+		cmocka_unit_test(test_matmul_bias_act),
+		cmocka_unit_test(test_matmul_bias_wrong_shape_kept),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -9,6 +9,7 @@
 
 #include "kernels/broadcast.h"
 #include "ops/ops.h"
+#include "ops/vmath.h"
 #include "threadpool.h"
 #include "util.h"
 
@@ -425,11 +426,77 @@ static float round_even(float x)
 	return nearbyintf(x);
 }
 
+/* The hot fp32 unary ops as loops that vectorise (y may be x: each element is read before it
+ * is written). Returns false for the other ops. */
+VM_VEC static bool un_f32_vec(enum un_code code, const float *restrict x, float *restrict y, int64_t n, float a,
+			      float be)
+{
+	switch (code) {
+	case U_RELU:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] > 0 || x[i] != x[i] ? x[i] : 0.0f;
+		return true;
+	case U_CLIP:
+		for (int64_t i = 0; i < n; i++) {
+			float v = x[i] < a ? a : x[i];
+			y[i] = v > be ? be : v;
+		}
+		return true;
+	case U_LEAKY:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] < 0 ? a * x[i] : x[i];
+		return true;
+	case U_HARDSIGMOID:
+		for (int64_t i = 0; i < n; i++) {
+			float v = a * x[i] + be;
+			v = v > 0 ? v : 0.0f;
+			y[i] = v < 1 ? v : 1.0f;
+		}
+		return true;
+	case U_HARDSWISH:
+		for (int64_t i = 0; i < n; i++) {
+			float v = x[i] * (1.0f / 6) + 0.5f;
+			v = v > 0 ? v : 0.0f;
+			v = v < 1 ? v : 1.0f;
+			y[i] = x[i] * v;
+		}
+		return true;
+	case U_NEG:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = -x[i];
+		return true;
+	case U_ABS:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] < 0 ? -x[i] : x[i];
+		return true;
+	case U_EXP:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = vm_exp(x[i]);
+		return true;
+	case U_SIGMOID:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = 1.0f / (1.0f + vm_exp(-x[i]));
+		return true;
+	case U_ERF:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = vm_erf(x[i]);
+		return true;
+	case U_GELU:
+		for (int64_t i = 0; i < n; i++)
+			y[i] = 0.5f * x[i] * vm_one_plus_erf(x[i] * (float)M_SQRT1_2);
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Unary fp32 over [b, e). */
 static void un_f32(const struct un_job *j, int64_t b, int64_t e)
 {
 	const float *x = j->x;
 	float *y = j->y, a = j->alpha, be = j->beta;
+	if (un_f32_vec(j->code, x + b, y + b, e - b, a, be))
+		return;
 	switch (j->code) {
 	case U_RELU: for (int64_t i = b; i < e; i++) y[i] = x[i] > 0 ? x[i] : (x[i] != x[i] ? x[i] : 0); break;
 	case U_SIGMOID:

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/vmath.h"
 #include "threadpool.h"
 
 /* fp32 op with lo..hi inputs, all fp32; outputs fp32. */
@@ -73,11 +74,67 @@ struct softmax_job {
 	float *y;
 };
 
+#define LANES 16 /* partial sums per reduction: one AVX-512 or two AVX2 registers */
+
+/* Softmax or LogSoftmax of one contiguous row (y may be x). */
+VM_VEC static void softmax_row(bool logsm, const float *restrict x, float *restrict y, int64_t len)
+{
+	float mv[LANES];
+	for (int k = 0; k < LANES; k++)
+		mv[k] = -INFINITY;
+	int64_t i = 0;
+	for (; i + LANES <= len; i += LANES)
+		for (int k = 0; k < LANES; k++)
+			mv[k] = x[i + k] > mv[k] ? x[i + k] : mv[k];
+	float m = -INFINITY;
+	for (; i < len; i++)
+		m = x[i] > m ? x[i] : m;
+	for (int k = 0; k < LANES; k++)
+		m = mv[k] > m ? mv[k] : m;
+	float sv[LANES] = { 0 };
+	float s = 0;
+	i = 0;
+	if (logsm) {
+		for (; i + LANES <= len; i += LANES)
+			for (int k = 0; k < LANES; k++)
+				sv[k] += vm_exp(x[i + k] - m);
+		for (; i < len; i++)
+			s += vm_exp(x[i] - m);
+		for (int k = 0; k < LANES; k++)
+			s += sv[k];
+		float ls = m + logf(s);
+		for (i = 0; i < len; i++)
+			y[i] = x[i] - ls;
+		return;
+	}
+	for (; i + LANES <= len; i += LANES)
+		for (int k = 0; k < LANES; k++) {
+			float e = vm_exp(x[i + k] - m);
+			y[i + k] = e;
+			sv[k] += e;
+		}
+	for (; i < len; i++) {
+		float e = vm_exp(x[i] - m);
+		y[i] = e;
+		s += e;
+	}
+	for (int k = 0; k < LANES; k++)
+		s += sv[k];
+	float inv = 1.0f / s;
+	for (i = 0; i < len; i++)
+		y[i] *= inv;
+}
+
 /* Rows [r0, r1): a row is one (outer, inner) position. */
 static void softmax_part(void *arg, int64_t r0, int64_t r1)
 {
 	const struct softmax_job *j = arg;
 	int64_t len = j->len, in = j->inner;
+	if (in == 1) {
+		for (int64_t r = r0; r < r1; r++)
+			softmax_row(j->logsm, j->x + r * len, j->y + r * len, len);
+		return;
+	}
 	for (int64_t r = r0; r < r1; r++) {
 		int64_t o = r / in, i = r % in;
 		const float *x = j->x + o * len * in + i;
@@ -269,11 +326,59 @@ struct ln_job {
 	float *y, *mean, *istd;
 };
 
+/* LayerNormalization of one row with a full-length scale and optional bias (y may be x). */
+VM_VEC static void ln_row(const float *restrict x, float *restrict y, int64_t len, const float *restrict scale,
+			  const float *restrict bias, float eps, float *mean, float *istd)
+{
+	float sv[LANES] = { 0 };
+	float s = 0;
+	int64_t i = 0;
+	for (; i + LANES <= len; i += LANES)
+		for (int k = 0; k < LANES; k++)
+			sv[k] += x[i + k];
+	for (; i < len; i++)
+		s += x[i];
+	for (int k = 0; k < LANES; k++)
+		s += sv[k];
+	float m = s / (float)len;
+	float qv[LANES] = { 0 };
+	float q = 0;
+	for (i = 0; i + LANES <= len; i += LANES)
+		for (int k = 0; k < LANES; k++) {
+			float d = x[i + k] - m;
+			qv[k] += d * d;
+		}
+	for (; i < len; i++)
+		q += (x[i] - m) * (x[i] - m);
+	for (int k = 0; k < LANES; k++)
+		q += qv[k];
+	float is = 1.0f / sqrtf(q / (float)len + eps);
+	*mean = m;
+	*istd = is;
+	if (bias)
+		for (i = 0; i < len; i++)
+			y[i] = (x[i] - m) * is * scale[i] + bias[i];
+	else
+		for (i = 0; i < len; i++)
+			y[i] = (x[i] - m) * is * scale[i];
+}
+
 /* Rows [r0, r1): normalise each row of len elements. */
 static void ln_part(void *arg, int64_t r0, int64_t r1)
 {
 	const struct ln_job *j = arg;
 	int64_t len = j->len;
+	if (!j->inst && len > 0 && j->scale_n == len && (!j->bias || j->bias_n == len)) {
+		for (int64_t r = r0; r < r1; r++) {
+			float m, is;
+			ln_row(j->x + r * len, j->y + r * len, len, j->scale, j->bias, j->eps, &m, &is);
+			if (j->mean)
+				j->mean[r] = m;
+			if (j->istd)
+				j->istd[r] = is;
+		}
+		return;
+	}
 	for (int64_t r = r0; r < r1; r++) {
 		const float *x = j->x + r * len;
 		float *y = j->y + r * len;

@@ -152,10 +152,47 @@ static double load_f64(enum dtype t, const void *p, int64_t i)
 	}
 }
 
+/* fp32 +, -, *, / over one run as loops that vectorise (o may be a: same index). ia, ib: whether
+ * a and b advance (else they are one broadcast value). Returns false for other ops. */
+VM_VEC static bool bin_f32_vec(enum bin_code code, const float *restrict a, bool ia, const float *restrict b,
+			       bool ib, float *restrict o, int64_t n)
+{
+#define BIN_F32(OP)                                                                               \
+	do {                                                                                          \
+		if (ia && ib)                                                                             \
+			for (int64_t i = 0; i < n; i++)                                                       \
+				o[i] = a[i] OP b[i];                                                              \
+		else if (ia) {                                                                            \
+			float y = b[0];                                                                       \
+			for (int64_t i = 0; i < n; i++)                                                       \
+				o[i] = a[i] OP y;                                                                 \
+		} else if (ib) {                                                                          \
+			float x = a[0];                                                                       \
+			for (int64_t i = 0; i < n; i++)                                                       \
+				o[i] = x OP b[i];                                                                 \
+		} else {                                                                                  \
+			float v = a[0] OP b[0];                                                               \
+			for (int64_t i = 0; i < n; i++)                                                       \
+				o[i] = v;                                                                         \
+		}                                                                                         \
+	} while (0)
+	switch (code) {
+	case B_ADD: BIN_F32(+); return true;
+	case B_SUB: BIN_F32(-); return true;
+	case B_MUL: BIN_F32(*); return true;
+	case B_DIV: BIN_F32(/); return true;
+	default: return false;
+	}
+#undef BIN_F32
+}
+
 /* One run of a binary op. */
 static void bin_run_inner(void *arg, int64_t n, const int64_t *off, const int64_t *inc, int64_t oo)
 {
 	struct bin_job *j = arg;
+	if (j->dt == DT_FP32 && bin_f32_vec(j->code, (const float *)j->a + off[0], inc[0] != 0,
+					    (const float *)j->b + off[1], inc[1] != 0, (float *)j->o + oo, n))
+		return;
 	if (j->code == B_POW) {
 		for (int64_t i = 0; i < n; i++) {
 			double x = load_f64(j->dt, j->a, off[0] + i * inc[0]);

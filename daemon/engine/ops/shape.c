@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/vmath.h"
 #include "threadpool.h"
 #include "util.h"
 
@@ -323,7 +324,10 @@ static void strided_part(void *arg, int64_t r0, int64_t r1)
 		for (int d = 0; d < nd - 1; d++)
 			off += idx[d] * j->sst[d];
 		uint8_t *o = j->dst + row * inner * j->esz;
-		switch (j->esz) {
+		switch (st == 1 ? 0 : j->esz) {
+		case 0:
+			memcpy(o, j->src + off * j->esz, inner * j->esz);
+			break;
 		case 4: {
 			const uint32_t *s = (const uint32_t *)j->src + off;
 			for (int64_t i = 0; i < inner; i++)
@@ -354,6 +358,40 @@ static void strided_part(void *arg, int64_t r0, int64_t r1)
 			if (++idx[d] < j->dims[d])
 				break;
 			idx[d] = 0;
+		}
+	}
+}
+
+/* 4-byte transpose of the last two dims: per outer position p (dims before the last two, source
+ * offsets in outer_st), dst[p][a][b] = src[p-offset + a + b * lds], a < A, b < B. */
+struct tr2_job {
+	int64_t A, B, lds, nblk_a;
+	int no; /* outer dims */
+	int64_t odims[TENSOR_MAX_DIMS], ost[TENSOR_MAX_DIMS];
+	const uint32_t *src;
+	uint32_t *dst;
+};
+
+#define TR_TILE 16
+
+/* Tiles [t0, t1): tile t is outer position t / nblk_a, rows [TR_TILE * (t % nblk_a), +TR_TILE). */
+VM_VEC static void tr2_part(void *arg, int64_t t0, int64_t t1)
+{
+	const struct tr2_job *j = arg;
+	for (int64_t t = t0; t < t1; t++) {
+		int64_t p = t / j->nblk_a, a0 = (t % j->nblk_a) * TR_TILE, rem = p, off = 0;
+		for (int d = j->no - 1; d >= 0; d--) {
+			off += (rem % j->odims[d]) * j->ost[d];
+			rem /= j->odims[d];
+		}
+		const uint32_t *restrict s = j->src + off;
+		uint32_t *restrict o = j->dst + p * j->A * j->B;
+		int64_t a1 = a0 + TR_TILE < j->A ? a0 + TR_TILE : j->A;
+		for (int64_t b0 = 0; b0 < j->B; b0 += TR_TILE) {
+			int64_t b1 = b0 + TR_TILE < j->B ? b0 + TR_TILE : j->B;
+			for (int64_t a = a0; a < a1; a++)
+				for (int64_t b = b0; b < b1; b++)
+					o[a * j->B + b] = s[a + b * j->lds];
 		}
 	}
 }
@@ -389,6 +427,20 @@ static void strided_copy(const void *src, int64_t base, void *dst, size_t esz, i
 	j.nd = m;
 	if (m == 1 && j.sst[0] == 1) {
 		memcpy(dst, j.src, total * esz);
+		return;
+	}
+	if (esz == 4 && m >= 2 && j.sst[m - 2] == 1 && j.dims[m - 1] >= 4 && j.dims[m - 2] >= 4) {
+		/* The source's contiguous dim is the destination's second-to-last: tile the transpose. */
+		struct tr2_job t = { .A = j.dims[m - 2], .B = j.dims[m - 1], .lds = j.sst[m - 1], .no = m - 2,
+				     .src = (const uint32_t *)j.src, .dst = dst };
+		int64_t outer = 1;
+		for (int d = 0; d < m - 2; d++) {
+			t.odims[d] = j.dims[d];
+			t.ost[d] = j.sst[d];
+			outer *= j.dims[d];
+		}
+		t.nblk_a = (t.A + TR_TILE - 1) / TR_TILE;
+		tpool_for(pool, outer * t.nblk_a, 1 + 65536 / (TR_TILE * t.B), tr2_part, &t);
 		return;
 	}
 	int64_t rows = total / j.dims[m - 1];

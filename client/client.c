@@ -153,24 +153,23 @@ int acc_client_connect(const char *target, struct acc_client **out, struct acc_s
 	if (!target || !*target)
 		return set_status(st, ACC_INVALID_ARGUMENT, "empty server address");
 	grpc_init();
-	grpc_arg args[5];
+	grpc_arg args[4];
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
 	args[0].value.integer = -1;
 	args[1].type = GRPC_ARG_INTEGER;
 	args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
 	args[1].value.integer = -1;
-	/* A local daemon that restarts should be reached again quickly, not after minutes. */
+	/* A local daemon that restarts should be reached again quickly, not after minutes. The
+	 * minimum backoff is left at gRPC's default: core also uses it as the connect timeout, and
+	 * a short one fails handshakes on a loaded machine. */
 	args[2].type = GRPC_ARG_INTEGER;
 	args[2].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
 	args[2].value.integer = 100;
 	args[3].type = GRPC_ARG_INTEGER;
-	args[3].key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-	args[3].value.integer = 100;
-	args[4].type = GRPC_ARG_INTEGER;
-	args[4].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-	args[4].value.integer = 1000;
-	grpc_channel_args cargs = { .num_args = 5, .args = args };
+	args[3].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+	args[3].value.integer = 1000;
+	grpc_channel_args cargs = { .num_args = 4, .args = args };
 	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
 	grpc_channel *ch = grpc_channel_create(target, creds, &cargs);
 	grpc_channel_credentials_release(creds);

@@ -209,6 +209,8 @@ int onnx_parse_tensor(const void *buf, size_t len, struct eng_tensor **out, char
 static int attr_from_proto(Onnx__AttributeProto *ap, struct eg_attr *a, char **err)
 {
 	a->name = xstrdup(ap->name ? ap->name : "");
+	if (a->name[0] == '_') /* reserved for the engine's own rewrites (fused activations...) */
+		return acc_err(err, -ENOTSUP, "attribute '%s': names starting with '_' are internal", a->name);
 	int type = ap->has_type ? (int)ap->type : 0;
 	if (!type) { /* very old models leave the type out: infer it from the field set */
 		if (ap->has_f)

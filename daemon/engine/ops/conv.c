@@ -1,10 +1,23 @@
-/* conv.c - Conv (1-D to N-D, groups, dilations, auto_pad) as im2col + sgemm, and the window
- * geometry shared with the pools. */
+/* conv.c - Conv (1-D to N-D, groups, dilations, auto_pad) and the window geometry shared with
+ * the pools.
+ *
+ * Kernels, by shape (NCHW throughout):
+ * - depthwise 2-D (group == channels == outputs): kernels/dwconv.c, vectorised along rows;
+ * - 1x1, stride 1, no pad: Y[n] = W * X[n] directly as a GEMM (no im2col);
+ * - otherwise im2col of one image and group into the step's scratch, then the GEMM.
+ * Constant weights are packed for the GEMM once, at the first run, into memory reserved in the
+ * node's params at load time (the packed layout depends on the CPU's kernel family). Bias and
+ * the fused activation (`_act...`, set by the graph optimiser) run in the GEMM's epilogue. */
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "kernels/act.h"
+#include "kernels/dwconv.h"
 #include "kernels/gemm.h"
 #include "ops/ops.h"
 #include "threadpool.h"
@@ -57,8 +70,16 @@ int eng_win_geom(const struct eg_node *n, int k, const int64_t *in, const int64_
 	return 0;
 }
 
+/* Per-node state: room for the packed weights, filled at the first run. One allocation (the
+ * graph frees params with free()); the mutex holds no resources. */
 struct conv_params {
-	int64_t group;
+	const struct eg_graph *g;
+	pthread_mutex_t mu;
+	const void *_Atomic src; /* W data the packed copy was made from; NULL until packed */
+	int64_t G, Mg, K; /* shape the room was reserved for */
+	size_t gbytes; /* room per group */
+	struct kgemm_packed *pk; /* G entries, inside this block */
+	float *room; /* G * gbytes, 64-byte aligned, inside this block */
 };
 
 static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
@@ -67,10 +88,63 @@ static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 	for (int i = 0; !rc && i < n->n_in; i++)
 		if (n->in[i] >= 0)
 			rc = eng_check_type(g, n, i, n->op->types, err);
+	struct kepi e;
+	if (!rc)
+		rc = kepi_from_node(n, &e, err);
 	if (rc)
 		return rc;
 	eng_set_out_dtype(g, n, 0, DT_FP32);
+	/* Constant weights (not depthwise): reserve room to pack them. */
+	const struct eg_value *w = &g->values[n->in[1]];
+	int64_t G = eg_attr_int(n, "group", 1);
+	if (w->konst && w->konst->dtype == DT_FP32 && w->konst->ndims >= 3 && G >= 1 && w->konst->dims[0] % G == 0) {
+		int64_t M = w->konst->dims[0], K = shape_numel(w->konst->dims + 1, w->konst->ndims - 1);
+		int64_t Mg = M / G;
+		bool dw = Mg == 1 && w->konst->dims[1] == 1 && G > 1;
+		if (!dw && K > 0) {
+			size_t gb = (kgemm_pack_a_bytes(Mg, K) + 63) & ~(size_t)63;
+			size_t head = (sizeof(struct conv_params) + G * sizeof(struct kgemm_packed) + 63) & ~(size_t)63;
+			struct conv_params *p = aligned_alloc(64, head + G * gb);
+			if (!p)
+				return eng_node_err(err, -ENOMEM, n, "no memory for packed weights");
+			memset(p, 0, head);
+			p->g = g;
+			pthread_mutex_init(&p->mu, NULL);
+			p->G = G;
+			p->Mg = Mg;
+			p->K = K;
+			p->gbytes = gb;
+			p->pk = (struct kgemm_packed *)(p + 1);
+			p->room = (float *)((char *)p + head);
+			n->params = p;
+		}
+	}
 	return 0;
+}
+
+/* The packed weights for W (packing them on first use), or NULL when W is not the constant the
+ * room was reserved for. */
+static const struct kgemm_packed *conv_packed(const struct eg_node *n, const struct eng_tensor *W, int64_t G,
+					      int64_t Mg, int64_t K)
+{
+	struct conv_params *p = n->params;
+	if (!p || p->G != G || p->Mg != Mg || p->K != K)
+		return NULL;
+	const struct eng_tensor *k = p->g->values[n->in[1]].konst;
+	if (!k || k->data != W->data)
+		return NULL;
+	if (atomic_load(&p->src) == W->data && kgemm_packed_ok(&p->pk[0]))
+		return p->pk;
+	pthread_mutex_lock(&p->mu);
+	if (!(atomic_load(&p->src) == W->data && kgemm_packed_ok(&p->pk[0]))) {
+		const float *w = W->data;
+		for (int64_t g = 0; g < G; g++)
+			kgemm_pack_a_to(&p->pk[g], false, Mg, K, w + g * Mg * K, K,
+					(float *)((char *)p->room + g * p->gbytes));
+		atomic_store(&p->src, W->data);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return p->pk;
 }
 
 /* Geometry of a Conv for concrete X and W shapes. */
@@ -187,8 +261,13 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 	int rc = conv_geom(n, in, &w, err);
 	if (rc)
 		return rc;
+	struct kepi epi;
+	rc = kepi_from_node(n, &epi, err);
+	if (rc)
+		return rc;
 	const struct eng_tensor *X = in[0], *W = in[1];
-	const float *B = n->n_in > 2 && in[2] ? in[2]->data : NULL;
+	epi.bias = n->n_in > 2 && in[2] ? in[2]->data : NULL;
+	epi.bias_per_row = 1;
 	int64_t N = X->dims[0], C = X->dims[1], M = W->dims[0], G = eg_attr_int(n, "group", 1);
 	int64_t Cg = C / G, Mg = M / G, isz = 1, osz = 1, ksz = 1;
 	for (int i = 0; i < w.k; i++) {
@@ -196,9 +275,16 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		osz *= w.out[i];
 		ksz *= w.kern[i];
 	}
-	bool pw = conv_is_pointwise(&w);
 	const float *x = X->data, *wt = W->data;
 	float *y = out[0]->data, *col = scratch;
+	if (w.k == 2 && Cg == 1 && Mg == 1 && G > 1) {
+		struct kdw_geom dg = { N, C, w.in[0], w.in[1], w.out[0], w.out[1], w.kern[0], w.kern[1], w.stride[0],
+				       w.stride[1], w.dil[0], w.dil[1], w.pb[0], w.pb[1] };
+		kdwconv(&dg, x, wt, y, &epi, ctx->pool);
+		return 0;
+	}
+	bool pw = conv_is_pointwise(&w);
+	const struct kgemm_packed *pk = conv_packed(n, W, G, Mg, Cg * ksz);
 	for (int64_t b = 0; b < N; b++)
 		for (int64_t g = 0; g < G; g++) {
 			const float *xg = x + (b * C + g * Cg) * isz;
@@ -209,20 +295,17 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 				tpool_for(ctx->pool, Cg * ksz, 1 + 16384 / (osz ? osz : 1), im2col_part, &j);
 				src = col;
 			}
-			kgemm(false, false, Mg, osz, Cg * ksz, 1.0f, wt + g * Mg * Cg * ksz, Cg * ksz, src, osz, 0.0f,
-			      yg, osz, ctx->pool);
-			if (B)
-				for (int64_t m = 0; m < Mg; m++) {
-					float bv = B[g * Mg + m], *row = yg + m * osz;
-					for (int64_t i = 0; i < osz; i++)
-						row[i] += bv;
-				}
+			struct kepi ge = epi;
+			if (ge.bias)
+				ge.bias += g * Mg;
+			kgemm_ex(false, false, Mg, osz, Cg * ksz, 1.0f, wt + g * Mg * Cg * ksz, Cg * ksz, pk ? &pk[g] : NULL,
+				 src, osz, NULL, 0.0f, yg, osz, &ge, ctx->pool);
 		}
 	return 0;
 }
 
 const struct eng_op eng_ops_conv[] = {
-	{ "Conv", 1, ENG_OPSET_LATEST, DTM_FLOAT, "auto_pad dilations group kernel_shape pads strides", 0,
+	{ "Conv", 1, ENG_OPSET_LATEST, DTM_FLOAT, "auto_pad dilations group kernel_shape pads strides " KACT_ATTRS, 0,
 	  conv_prepare, conv_infer, conv_run, 0 },
 	{ NULL, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0 },
 };

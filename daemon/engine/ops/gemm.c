@@ -1,14 +1,75 @@
-/* gemm.c - Gemm and MatMul (fp32) on the sgemm kernel. */
+/* gemm.c - Gemm and MatMul (fp32) on the sgemm kernel. A constant 2-D B (the weights of a
+ * fully connected layer) is packed once, at the first run, into room reserved in the node's
+ * params at load time; bias and the fused activation (`_act...`; MatMul's `_bias=1` third input,
+ * set by the graph optimiser) run in the GEMM's epilogue. */
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "kernels/act.h"
 #include "kernels/gemm.h"
 #include "ops/ops.h"
 #include "threadpool.h"
 
 void eng_broadcast_copy(const struct eng_tensor *src, struct eng_tensor *dst, struct tpool *pool);
+
+/* Per-node state: room for a packed constant B, filled at the first run. One allocation (the
+ * graph frees params with free()); the mutex holds no resources. */
+struct mm_params {
+	const struct eg_graph *g;
+	pthread_mutex_t mu;
+	const void *_Atomic src; /* B data the packed copy was made from; NULL until packed */
+	bool trans; /* B stored N x K */
+	int64_t K, N;
+	struct kgemm_packed pk;
+	float *room; /* 64-byte aligned, inside this block */
+};
+
+/* Reserve room to pack input 1 when it is a constant 2-D fp32 matrix. */
+static int reserve_b(struct eg_graph *g, struct eg_node *n, bool trans, char **err)
+{
+	const struct eng_tensor *b = g->values[n->in[1]].konst;
+	if (!b || b->dtype != DT_FP32 || b->ndims != 2 || b->dims[0] < 1 || b->dims[1] < 1)
+		return 0;
+	int64_t K = b->dims[trans ? 1 : 0], N = b->dims[trans ? 0 : 1];
+	size_t head = (sizeof(struct mm_params) + 63) & ~(size_t)63;
+	struct mm_params *p = aligned_alloc(64, head + kgemm_pack_b_bytes(K, N));
+	if (!p)
+		return eng_node_err(err, -ENOMEM, n, "no memory for packed weights");
+	memset(p, 0, head);
+	p->g = g;
+	pthread_mutex_init(&p->mu, NULL);
+	p->trans = trans;
+	p->K = K;
+	p->N = N;
+	p->room = (float *)((char *)p + head);
+	n->params = p;
+	return 0;
+}
+
+/* The packed B (packing it on first use), or NULL when B is not the constant reserved for. */
+static const struct kgemm_packed *packed_b(const struct eg_node *n, const struct eng_tensor *B, bool trans)
+{
+	struct mm_params *p = n->params;
+	if (!p || p->trans != trans || B->ndims != 2 || B->dims[trans ? 1 : 0] != p->K || B->dims[trans ? 0 : 1] != p->N)
+		return NULL;
+	const struct eng_tensor *k = p->g->values[n->in[1]].konst;
+	if (!k || k->data != B->data)
+		return NULL;
+	if (atomic_load(&p->src) == B->data && kgemm_packed_ok(&p->pk))
+		return &p->pk;
+	pthread_mutex_lock(&p->mu);
+	if (!(atomic_load(&p->src) == B->data && kgemm_packed_ok(&p->pk))) {
+		kgemm_pack_b_to(&p->pk, trans, p->K, p->N, B->data, B->dims[1], p->room);
+		atomic_store(&p->src, B->data);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return &p->pk;
+}
 
 /* ---- Gemm ---- */
 
@@ -18,10 +79,13 @@ static int gemm_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 	for (int i = 0; !rc && i < n->n_in; i++)
 		if (n->in[i] >= 0)
 			rc = eng_check_type(g, n, i, n->op->types, err);
+	struct kepi e;
+	if (!rc)
+		rc = kepi_from_node(n, &e, err);
 	if (rc)
 		return rc;
 	eng_set_out_dtype(g, n, 0, DT_FP32);
-	return 0;
+	return reserve_b(g, n, eg_attr_int(n, "transB", 0) != 0, err);
 }
 
 static int gemm_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
@@ -53,21 +117,31 @@ static int gemm_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 	bool ta = eg_attr_int(n, "transA", 0), tb = eg_attr_int(n, "transB", 0);
 	float alpha = eg_attr_float(n, "alpha", 1.0f), beta = eg_attr_float(n, "beta", 1.0f);
 	int64_t M = out[0]->dims[0], N = out[0]->dims[1], K = in[0]->dims[ta ? 0 : 1];
+	struct kepi epi;
+	int rc = kepi_from_node(n, &epi, err);
+	if (rc)
+		return rc;
 	float *y = out[0]->data;
 	float b = 0;
-	if (n->n_in > 2 && in[2] && beta != 0) {
-		eng_broadcast_copy(in[2], out[0], ctx->pool);
-		if (beta != 1)
-			for (int64_t i = 0; i < M * N; i++)
-				y[i] *= beta;
-		b = 1;
+	const struct eng_tensor *C = n->n_in > 2 ? in[2] : NULL;
+	if (C && beta != 0) {
+		int64_t cn = eng_numel(C);
+		if (beta == 1 && cn == N && (C->ndims == 1 || C->dims[0] == 1)) {
+			epi.bias = C->data; /* a row vector: the epilogue adds it */
+		} else if (beta == 1 && cn == M && M > 1 && C->ndims == 2 && C->dims[1] == 1) {
+			epi.bias = C->data;
+			epi.bias_per_row = 1;
+		} else {
+			eng_broadcast_copy(C, out[0], ctx->pool);
+			if (beta != 1)
+				for (int64_t i = 0; i < M * N; i++)
+					y[i] *= beta;
+			b = 1;
+		}
 	}
-	if (K == 0) {
-		if (b == 0)
-			memset(y, 0, M * N * sizeof(float));
-		return 0;
-	}
-	kgemm(ta, tb, M, N, K, alpha, in[0]->data, in[0]->dims[1], in[1]->data, in[1]->dims[1], b, y, N, ctx->pool);
+	const struct kgemm_packed *pb = packed_b(n, in[1], tb);
+	kgemm_ex(ta, tb, M, N, K, alpha, in[0]->data, in[0]->dims[1], NULL, in[1]->data, in[1]->dims[1], pb, b, y, N,
+		 &epi, ctx->pool);
 	return 0;
 }
 
@@ -75,15 +149,21 @@ static int gemm_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 
 static int matmul_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
-	int rc = eng_check_arity(n, 2, 2, 1, err);
+	bool bias = eg_attr_int(n, "_bias", 0) != 0;
+	int rc = eng_check_arity(n, 2, bias ? 3 : 2, 1, err);
 	if (!rc)
 		rc = eng_check_type(g, n, 0, n->op->types, err);
 	if (!rc)
 		rc = eng_check_type(g, n, 1, n->op->types, err);
+	if (!rc && bias)
+		rc = eng_check_type(g, n, 2, n->op->types, err);
+	struct kepi e;
+	if (!rc)
+		rc = kepi_from_node(n, &e, err);
 	if (rc)
 		return rc;
 	eng_set_out_dtype(g, n, 0, DT_FP32);
-	return 0;
+	return reserve_b(g, n, false, err);
 }
 
 /* Shapes of a MatMul: batch dims (broadcast), M, K, N; 1-D operands promoted. */
@@ -134,7 +214,10 @@ static int matmul_infer(const struct eg_node *n, struct eng_tensor *const *in, s
 			size_t *scratch, char **err)
 {
 	struct mm_geom g;
-	return mm_geom(n, in[0], in[1], &g, out[0], err);
+	int rc = mm_geom(n, in[0], in[1], &g, out[0], err);
+	if (!rc && n->n_in > 2 && in[2] && eng_numel(in[2]) != g.N)
+		return eng_node_err(err, -EINVAL, n, "bias must have %lld entries", (long long)g.N);
+	return rc;
 }
 
 static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
@@ -144,20 +227,23 @@ static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, str
 	int rc = mm_geom(n, in[0], in[1], &g, NULL, err);
 	if (rc)
 		return rc;
+	struct kepi epi;
+	rc = kepi_from_node(n, &epi, err);
+	if (rc)
+		return rc;
+	if (n->n_in > 2 && in[2])
+		epi.bias = in[2]->data; /* per column (the last dim) */
 	const float *A = in[0]->data, *B = in[1]->data;
 	float *C = out[0]->data;
 	int64_t M = g.M, N = g.N, K = g.K, nbatch = 1;
 	for (int i = 0; i < g.nb; i++)
 		nbatch *= g.batch[i];
-	if (K == 0) {
-		memset(C, 0, out[0]->bytes);
-		return 0;
-	}
 	/* B without batch dims: fold A's batch into M (one big GEMM). */
 	if (g.b.ndims == 0 || eng_numel(&g.b) == 1) {
 		int64_t rows = nbatch * M;
 		if (eng_numel(&g.a) == nbatch) {
-			kgemm(false, false, rows, N, K, 1.0f, A, K, B, N, 0.0f, C, N, ctx->pool);
+			kgemm_ex(false, false, rows, N, K, 1.0f, A, K, NULL, B, N, packed_b(n, in[1], false), 0.0f, C, N, &epi,
+				 ctx->pool);
 			return 0;
 		}
 	}
@@ -178,8 +264,8 @@ static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, str
 				sb *= g.b.dims[db];
 			}
 		}
-		kgemm(false, false, M, N, K, 1.0f, A + oa * M * K, K, B + ob * K * N, N, 0.0f, C + bi * M * N, N,
-		      ctx->pool);
+		kgemm_ex(false, false, M, N, K, 1.0f, A + oa * M * K, K, NULL, B + ob * K * N, N, NULL, 0.0f,
+			 C + bi * M * N, N, &epi, ctx->pool);
 		for (int d = g.nb - 1; d >= 0; d--) {
 			if (++idx[d] < g.batch[d])
 				break;
@@ -190,8 +276,8 @@ static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, str
 }
 
 const struct eng_op eng_ops_gemm[] = {
-	{ "Gemm", 7, ENG_OPSET_LATEST, DTM_FLOAT, "alpha beta transA transB", 0, gemm_prepare, gemm_infer,
+	{ "Gemm", 7, ENG_OPSET_LATEST, DTM_FLOAT, "alpha beta transA transB " KACT_ATTRS, 0, gemm_prepare, gemm_infer,
 	  gemm_run, 0 },
-	{ "MatMul", 1, ENG_OPSET_LATEST, DTM_FLOAT, "", 0, matmul_prepare, matmul_infer, matmul_run, 0 },
+	{ "MatMul", 1, ENG_OPSET_LATEST, DTM_FLOAT, "_bias " KACT_ATTRS, 0, matmul_prepare, matmul_infer, matmul_run, 0 },
 	{ NULL, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0 },
 };

@@ -34,19 +34,24 @@
 #define MC 96
 #define NC 1024
 
-typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
-		       float alpha, int acc);
+typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
+		      float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0);
 
 /* ---- micro-kernels ----
  * c[m x n] (+)= alpha * sum_k a[k][0..m) b[k][0..n): a is a packed strip (kc x MR), b a packed
- * panel (kc x NR, NR = 2 vectors). acc = 0 overwrites C, 1 adds to it. */
+ * panel (kc x NR, NR = 2 vectors). acc = 0 overwrites C, 1 adds to it. On full-width tiles the
+ * kernel also applies epilogue e (bias, Relu / Clip) in registers, for rows i0.. and columns j0..
+ * of C, and returns 1; otherwise (other activations, edge tiles) it returns 0 and the caller
+ * applies e. */
 
 #define UKR_DEFINE(NAME, ATTR, VL, MR)                                                              \
 	typedef float NAME##_v __attribute__((vector_size(VL * 4)));                                \
 	typedef float NAME##_vu __attribute__((vector_size(VL * 4), aligned(4)));                   \
-	static inline __attribute__((always_inline)) ATTR void NAME##_body(                          \
+	typedef int32_t NAME##_vi __attribute__((vector_size(VL * 4)));                             \
+	static inline __attribute__((always_inline)) ATTR int NAME##_body(                           \
 		const int m, int64_t kc, const float *restrict a, const float *restrict b,           \
-		float *restrict c, int64_t ldc, int n, float alpha, int acc)                          \
+		float *restrict c, int64_t ldc, int n, float alpha, int acc, const struct kepi *e,    \
+		int64_t i0, int64_t j0)                                                               \
 	{                                                                                            \
 		NAME##_v c0[MR], c1[MR], ones = (NAME##_v){ 0 } + 1.0f;                              \
 		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) c0[i] = c1[i] = (NAME##_v){ 0 }; \
@@ -66,19 +71,49 @@ typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int
 				c0[i] *= alpha;                                                      \
 				c1[i] *= alpha;                                                      \
 			}                                                                            \
-		if (n == 2 * VL) {                                                                   \
+		if (n == 2 * VL && (!e || e->act == KACT_NONE || e->act == KACT_RELU || e->act == KACT_CLIP)) { \
+			const NAME##_v zero = { 0 };                                                 \
+			NAME##_v lo = zero + (e && e->act == KACT_CLIP ? e->min : 0.0f);             \
+			NAME##_v hi = zero + (e && e->act == KACT_CLIP ? e->max : 0.0f);             \
+			NAME##_v cb0 = zero, cb1 = zero;                                             \
+			if (e && e->bias && !e->bias_per_row) {                                      \
+				cb0 = *(const NAME##_vu *)(e->bias + j0);                            \
+				cb1 = *(const NAME##_vu *)(e->bias + j0 + VL);                       \
+			}                                                                            \
 			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                         \
 			{                                                                            \
 				NAME##_vu *p = (NAME##_vu *)(c + i * ldc);                           \
+				NAME##_v r0 = c0[i], r1 = c1[i];                                     \
 				if (acc) {                                                           \
-					p[0] += c0[i];                                               \
-					p[1] += c1[i];                                               \
-				} else {                                                             \
-					p[0] = c0[i];                                                \
-					p[1] = c1[i];                                                \
+					r0 += p[0];                                                  \
+					r1 += p[1];                                                  \
 				}                                                                    \
+				if (e) {                                                             \
+					if (e->bias && e->bias_per_row) {                            \
+						float bb = e->bias[i0 + i];                          \
+						r0 += bb;                                            \
+						r1 += bb;                                            \
+					} else {                                                     \
+						r0 += cb0;                                           \
+						r1 += cb1;                                           \
+					}                                                            \
+					if (e->act == KACT_RELU) {                                   \
+						r0 = (NAME##_v)((NAME##_vi)r0 & (r0 > zero));        \
+						r1 = (NAME##_v)((NAME##_vi)r1 & (r1 > zero));        \
+					} else if (e->act == KACT_CLIP) {                            \
+						NAME##_vi m0 = r0 < lo, m1 = r1 < lo;                \
+						r0 = (NAME##_v)(((NAME##_vi)r0 & ~m0) | ((NAME##_vi)lo & m0)); \
+						r1 = (NAME##_v)(((NAME##_vi)r1 & ~m1) | ((NAME##_vi)lo & m1)); \
+						m0 = r0 > hi;                                        \
+						m1 = r1 > hi;                                        \
+						r0 = (NAME##_v)(((NAME##_vi)r0 & ~m0) | ((NAME##_vi)hi & m0)); \
+						r1 = (NAME##_v)(((NAME##_vi)r1 & ~m1) | ((NAME##_vi)hi & m1)); \
+					}                                                            \
+				}                                                                    \
+				p[0] = r0;                                                           \
+				p[1] = r1;                                                           \
 			}                                                                            \
-			return;                                                                      \
+			return 1;                                                                    \
 		}                                                                                    \
 		float t[MR][2 * VL] __attribute__((aligned(64)));                                    \
 		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                 \
@@ -89,20 +124,21 @@ typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int
 		for (int i = 0; i < m; i++)                                                          \
 			for (int j = 0; j < n; j++)                                                  \
 				c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];           \
+		return 0;                                                                            \
 	}
 
 #define UKR_CASE(NAME, M)                                          \
 	case M:                                                    \
-		NAME##_body(M, kc, a, b, c, ldc, n, alpha, acc); \
-		break;
+		return NAME##_body(M, kc, a, b, c, ldc, n, alpha, acc, e, i0, j0);
 
 #define UKR_DISPATCH(NAME, ATTR, CASES)                                                                 \
-	ATTR static void NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n, \
-			      float alpha, int acc)                                                    \
+	ATTR static int NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n, \
+			     float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0)               \
 	{                                                                                               \
 		switch (m) {                                                                            \
 			CASES                                                                           \
 		}                                                                                       \
+		return 0;                                                                               \
 	}
 
 UKR_DEFINE(ukr_generic, , 4, 4)
@@ -440,9 +476,11 @@ static void gemm_block(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t
 					for (int64_t ir = 0; ir < mc; ir += mr) {
 						int m = mc - ir < mr ? (int)(mc - ir) : mr;
 						float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
-						f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc);
-						if (last && j->epi)
-							kepi_apply(j->epi, ct, j->ldc, ic + ir, m, jc + jr, n);
+						const struct kepi *e = last ? j->epi : NULL;
+						if (!f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, e,
+							    ic + ir, jc + jr) &&
+						    e)
+							kepi_apply(e, ct, j->ldc, ic + ir, m, jc + jr, n);
 					}
 				}
 			}

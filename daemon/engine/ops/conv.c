@@ -239,11 +239,25 @@ static void im2col_part(void *arg, int64_t r0, int64_t r1)
 			if (!ok) {
 				memset(drow, 0, inner * sizeof(float));
 			} else {
+				/* Zeros where the window hangs over the row's ends, a copy in between. */
 				const float *xrow = x + base * inl;
-				for (int64_t q = 0; q < inner; q++) {
-					int64_t p = q * sl + ol;
-					drow[q] = p >= 0 && p < inl ? xrow[p] : 0.0f;
+				int64_t q = 0;
+				for (; q < inner && q * sl + ol < 0; q++)
+					drow[q] = 0.0f;
+				int64_t qe = inl - ol > 0 ? (inl - ol + sl - 1) / sl : 0; /* first q with q*sl+ol >= inl */
+				if (qe > inner)
+					qe = inner;
+				if (qe < q)
+					qe = q;
+				if (sl == 1) {
+					memcpy(drow + q, xrow + q + ol, (qe - q) * sizeof(float));
+				} else {
+					const float *s = xrow + q * sl + ol;
+					for (int64_t t = 0; t < qe - q; t++)
+						drow[q + t] = s[t * sl];
 				}
+				for (q = qe; q < inner; q++)
+					drow[q] = 0.0f;
 			}
 			for (int d = k - 2; d >= 0; d--) {
 				if (++oidx[d] < w->out[d])

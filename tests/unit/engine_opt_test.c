@@ -555,6 +555,67 @@ static void test_matmul_bias_wrong_shape_kept(void **state)
 	free(buf);
 }
 
+/* Each activation after a Gemm (and the erf GELU after MatMul + bias) folds into the producer
+ * when the op accepts _act, and the outputs stay those of the unfused graph. */
+static void test_activation_kinds(void **state)
+{
+	(void)state;
+	static const char *const acts[] = { "Relu", "Sigmoid", "Tanh", "HardSwish", "LeakyRelu", "Clip", "GELU" };
+	float w[4 * 5], b[5], x[3 * 4], y0[15], y1[15];
+	fill(w, 20, 61);
+	fill(b, 5, 62);
+	fill(x, 12, 63);
+	int64_t xd[2] = { -1, 4 }, wd[2] = { 4, 5 }, bd[1] = { 5 }, dims[2] = { 3, 4 };
+	for (size_t k = 0; k < ACC_ARRAY_LEN(acts); k++) {
+		bool gelu = !strcmp(acts[k], "GELU");
+		Onnx__ModelProto *m = mb_new(14); /* HardSwish */
+		PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
+		mb_init(m, "W", T_FLOAT, 2, wd, w);
+		mb_init(m, "B", T_FLOAT, 1, bd, b);
+		if (gelu) {
+			mb_node(m, "MatMul", L("X", "W"), L("p"));
+			mb_node(m, "Add", L("p", "B"), L("h"));
+			mb_scalar(m, "s2", (float)M_SQRT2);
+			mb_scalar(m, "one", 1.0f);
+			mb_scalar(m, "half", 0.5f);
+			mb_node(m, "Div", L("h", "s2"), L("q"));
+			mb_node(m, "Erf", L("q"), L("e"));
+			mb_node(m, "Add", L("e", "one"), L("a"));
+			mb_node(m, "Mul", L("h", "a"), L("g"));
+			mb_node(m, "Mul", L("g", "half"), L("Y"));
+		} else {
+			mb_node(m, "Gemm", L("X", "W", "B"), L("h"));
+			if (!strcmp(acts[k], "Clip")) {
+				mb_scalar(m, "lo", -0.5f);
+				mb_scalar(m, "hi", 0.75f);
+				mb_node(m, "Clip", L("h", "lo", "hi"), L("Y"));
+			} else {
+				Onnx__NodeProto *a = mb_node(m, acts[k], L("h"), L("Y"));
+				if (!strcmp(acts[k], "LeakyRelu"))
+					mb_float(m, a, "alpha", 0.2f);
+			}
+		}
+		PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+		size_t len;
+		uint8_t *buf = mb_pack(m, &len);
+		struct opt_stats st;
+		int before = count_nodes(buf, len, false, &st);
+		int left = count_nodes(buf, len, true, &st);
+		const char *op = gelu ? "MatMul" : "Gemm";
+		bool fused = op_accepts(op, 14, "_act") && (!gelu || op_accepts(op, 14, "_bias"));
+		if (fused)
+			assert_int_equal(left, 1);
+		else
+			assert_true(left < before || !gelu); /* the GELU pattern still becomes one node */
+		run_model(buf, len, true, x, 2, dims, y0, 15);
+		run_model(buf, len, false, x, 2, dims, y1, 15);
+		for (int i = 0; i < 15; i++)
+			if (!(fabsf(y0[i] - y1[i]) <= 1e-5f + 1e-5f * fabsf(y0[i])))
+				fail_msg("%s: element %d: %g unfused vs %g fused", acts[k], i, y0[i], y1[i]);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -564,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_layernorm_pattern),
 		cmocka_unit_test(test_matmul_bias_act),
 		cmocka_unit_test(test_matmul_bias_wrong_shape_kept),
+		cmocka_unit_test(test_activation_kinds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -537,8 +537,9 @@ static int fuse_act(struct eg_graph *g, int ai, char **err)
 	int pi = producer_is(g, v, NULL);
 	if (pi < 0 || only_consumer(g, v) != ai)
 		return 0;
+	/* Conv, Gemm and MatMul by the contract; any other op whose table entry lists _act too. */
 	struct eg_node *p = &g->nodes[pi];
-	if (!node_is(p, "Conv") && !node_is(p, "Gemm") && !node_is(p, "MatMul"))
+	if (p->dead || (p->domain && *p->domain))
 		return 0;
 	if (p->n_out != 1 || eg_attr_find(p, "_act") || !accepts(p, "_act") ||
 	    g->values[v].dtype != DT_FP32 || g->values[a->out[0]].dtype != DT_FP32)

@@ -11,8 +11,9 @@
  *  - the erf-GELU subgraph x*0.5*(1+erf(x/sqrt(2))) -> Gelu (opset 20 semantics);
  *  - the LayerNorm subgraph ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add over the last axis
  *    -> LayerNormalization (opset 17 semantics);
- *  - Relu/Clip/Sigmoid/HardSwish/LeakyRelu/Gelu/Tanh after Conv/Gemm/MatMul -> internal attributes
- *    _act (OPT_ACT_*), _act_min/_act_max (Clip), _act_alpha (LeakyRelu) on the producer.
+ *  - Relu/Clip/Sigmoid/HardSwish/LeakyRelu/Gelu/Tanh after Conv/Gemm/MatMul (or any op whose
+ *    table entry accepts _act, e.g. a residual Add) -> internal attributes _act (OPT_ACT_*),
+ *    _act_min/_act_max (Clip), _act_alpha (LeakyRelu) on the producer.
  * Internal attributes are added only when the op table lists them as accepted for that op.
  * Constants no node reads any more are freed, so rewritten weights are held once.
  */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/vmath.h"
 #include "threadpool.h"
 
 static int pool_prepare(struct eg_graph *g, struct eg_node *n, char **err)
@@ -141,6 +142,146 @@ static void pool_part(void *arg, int64_t p0, int64_t p1)
 	}
 }
 
+/* ---- fast path: 1-D and 2-D pools without an Indices output ----
+ * Per output row, the kernel rows are first combined column by column into a row t that
+ * spans every column any window of the row touches (input column c is t[c + pb]; columns
+ * in the padding or past it hold -inf for MaxPool, 0 for AveragePool); each output is then
+ * the max or sum of kw entries of t. Both passes are branch-free contiguous (or stride-2)
+ * loops the compiler vectorises; AveragePool's divisor factors into a row count times a
+ * column count. */
+
+#define POOL_ROW_MAX 4096 /* longest t (floats, on the stack) the fast path handles */
+
+/* t[i] = x[i] (first row) or max / sum of t[i] and x[i]. */
+VM_VEC static void pool_vert(float *restrict t, const float *restrict x, int64_t n, bool first, bool maxp)
+{
+	if (first)
+		for (int64_t i = 0; i < n; i++)
+			t[i] = x[i];
+	else if (maxp)
+		for (int64_t i = 0; i < n; i++)
+			t[i] = x[i] > t[i] ? x[i] : t[i];
+	else
+		for (int64_t i = 0; i < n; i++)
+			t[i] += x[i];
+}
+
+/* y[o] = max / sum over k < kw of t[o * s + k * d], for s == 1, 2 or any. */
+VM_VEC static void pool_horiz(float *restrict y, const float *restrict t, int64_t n, int64_t s, int64_t d, int64_t kw,
+			      bool maxp)
+{
+	if (s == 1) {
+		for (int64_t o = 0; o < n; o++)
+			y[o] = t[o];
+		for (int64_t k = 1; k < kw; k++) {
+			const float *tk = t + k * d;
+			if (maxp)
+				for (int64_t o = 0; o < n; o++)
+					y[o] = tk[o] > y[o] ? tk[o] : y[o];
+			else
+				for (int64_t o = 0; o < n; o++)
+					y[o] += tk[o];
+		}
+	} else if (s == 2) {
+		for (int64_t o = 0; o < n; o++)
+			y[o] = t[2 * o];
+		for (int64_t k = 1; k < kw; k++) {
+			const float *tk = t + k * d;
+			if (maxp)
+				for (int64_t o = 0; o < n; o++)
+					y[o] = tk[2 * o] > y[o] ? tk[2 * o] : y[o];
+			else
+				for (int64_t o = 0; o < n; o++)
+					y[o] += tk[2 * o];
+		}
+	} else {
+		for (int64_t o = 0; o < n; o++)
+			y[o] = t[s * o];
+		for (int64_t k = 1; k < kw; k++) {
+			const float *tk = t + k * d;
+			if (maxp)
+				for (int64_t o = 0; o < n; o++)
+					y[o] = tk[s * o] > y[o] ? tk[s * o] : y[o];
+			else
+				for (int64_t o = 0; o < n; o++)
+					y[o] += tk[s * o];
+		}
+	}
+}
+
+/* y[o] /= rows * cols[o]. */
+VM_VEC static void pool_avg_div(float *restrict y, const float *restrict cols, int64_t n, float rows)
+{
+	for (int64_t o = 0; o < n; o++) {
+		float div = rows * cols[o];
+		y[o] = div > 0 ? y[o] / div : 0.0f;
+	}
+}
+
+/* Whether the fast path applies: spatial rank 1 or 2, no Indices, rows short enough. */
+static bool pool_fast_ok(const struct pool_job *j)
+{
+	const struct eng_win *w = j->w;
+	if (j->ind || w->k > 2)
+		return false;
+	int x = w->k - 1; /* the column dim */
+	int64_t len = (w->out[x] - 1) * w->stride[x] + (w->kern[x] - 1) * w->dil[x] + 1;
+	return w->out[x] >= 1 && len <= POOL_ROW_MAX && w->out[x] <= POOL_ROW_MAX;
+}
+
+/* Planes [p0, p1) on the fast path (pool_fast_ok holds). */
+static void pool_fast_part(void *arg, int64_t p0, int64_t p1)
+{
+	const struct pool_job *j = arg;
+	const struct eng_win *w = j->w;
+	int x = w->k - 1;
+	bool two = w->k == 2;
+	int64_t H = two ? w->in[0] : 1, OH = two ? w->out[0] : 1, KH = two ? w->kern[0] : 1;
+	int64_t SH = two ? w->stride[0] : 1, DH = two ? w->dil[0] : 1, PH = two ? w->pb[0] : 0;
+	int64_t PHE = two ? w->pe[0] : 0;
+	int64_t W = w->in[x], OW = w->out[x], KW = w->kern[x], SW = w->stride[x], DW = w->dil[x];
+	int64_t PW = w->pb[x], PWE = w->pe[x];
+	int64_t len = (OW - 1) * SW + (KW - 1) * DW + 1;
+	float fill = j->maxp ? -INFINITY : 0.0f;
+	float t[POOL_ROW_MAX], cols[POOL_ROW_MAX];
+	/* t[i] is input column i - PW: the part [c0, c1) of t that holds input columns. */
+	int64_t c0 = PW < len ? PW : len, c1 = PW + W < len ? PW + W : len;
+	if (!j->maxp)
+		for (int64_t o = 0; o < OW; o++) {
+			int64_t c = 0;
+			for (int64_t k = 0; k < KW; k++) {
+				int64_t q = o * SW - PW + k * DW;
+				c += j->include_pad ? (q >= -PW && q < W + PWE) : (q >= 0 && q < W);
+			}
+			cols[o] = (float)c;
+		}
+	for (int64_t p = p0; p < p1; p++) {
+		const float *xp = j->x + p * j->isz;
+		float *yp = j->y + p * j->osz;
+		for (int64_t oh = 0; oh < OH; oh++) {
+			int64_t rows = 0;
+			bool first = true;
+			for (int64_t k = 0; k < KH; k++) {
+				int64_t r = oh * SH - PH + k * DH;
+				if (j->include_pad ? (r >= -PH && r < H + PHE) : (r >= 0 && r < H))
+					rows++;
+				if (r < 0 || r >= H)
+					continue;
+				pool_vert(t + c0, xp + r * W + (c0 - PW), c1 - c0, first, j->maxp);
+				first = false;
+			}
+			for (int64_t i = 0; i < c0; i++)
+				t[i] = fill;
+			for (int64_t i = first ? c0 : c1; i < len; i++)
+				t[i] = fill;
+			float *y = yp + oh * OW;
+			pool_horiz(y, t, OW, SW, DW, KW, j->maxp);
+			if (!j->maxp)
+				pool_avg_div(y, cols, OW, (float)rows);
+		}
+	}
+}
+
 static int pool_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		    void *scratch, struct eng_ctx *ctx, char **err)
 {
@@ -157,6 +298,14 @@ static int pool_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		j.ksz *= w.kern[i];
 	}
 	int64_t planes = in[0]->dims[0] * in[0]->dims[1];
+	if (pool_fast_ok(&j)) {
+		int x = w.k - 1;
+		int64_t len = (w.out[x] - 1) * w.stride[x] + (w.kern[x] - 1) * w.dil[x] + 1;
+		int64_t rows = w.k == 2 ? w.out[0] : 1, kh = w.k == 2 ? w.kern[0] : 1;
+		int64_t cost = rows * (kh * len + w.kern[x] * w.out[x]) + 1; /* per plane */
+		tpool_for(ctx->pool, planes, 1 + 262144 / cost, pool_fast_part, &j);
+		return 0;
+	}
 	tpool_for(ctx->pool, planes, 1 + 65536 / (j.osz * j.ksz + 1), pool_part, &j);
 	return 0;
 }
@@ -183,23 +332,43 @@ struct gpool_job {
 	int64_t isz;
 };
 
+#define GP_LANES 16
+
+/* Maximum (maxp) or sum of a contiguous run, with GP_LANES partial results so that it
+ * vectorises. */
+VM_VEC static float gpool_row(const float *restrict x, int64_t n, bool maxp)
+{
+	float v[GP_LANES], acc = maxp ? -INFINITY : 0.0f;
+	for (int k = 0; k < GP_LANES; k++)
+		v[k] = acc;
+	int64_t i = 0;
+	if (maxp) {
+		for (; i + GP_LANES <= n; i += GP_LANES)
+			for (int k = 0; k < GP_LANES; k++)
+				v[k] = x[i + k] > v[k] ? x[i + k] : v[k];
+		for (; i < n; i++)
+			acc = x[i] > acc ? x[i] : acc;
+		for (int k = 0; k < GP_LANES; k++)
+			acc = v[k] > acc ? v[k] : acc;
+		return acc;
+	}
+	for (; i + GP_LANES <= n; i += GP_LANES)
+		for (int k = 0; k < GP_LANES; k++)
+			v[k] += x[i + k];
+	for (; i < n; i++)
+		acc += x[i];
+	for (int k = 0; k < GP_LANES; k++)
+		acc += v[k];
+	return acc;
+}
+
 /* Planes [p0, p1). */
 static void gpool_part(void *arg, int64_t p0, int64_t p1)
 {
 	const struct gpool_job *j = arg;
 	for (int64_t p = p0; p < p1; p++) {
-		const float *x = j->x + p * j->isz;
-		if (j->maxp) {
-			float m = -INFINITY;
-			for (int64_t i = 0; i < j->isz; i++)
-				m = x[i] > m ? x[i] : m;
-			j->y[p] = m;
-		} else {
-			double s = 0;
-			for (int64_t i = 0; i < j->isz; i++)
-				s += x[i];
-			j->y[p] = j->isz ? (float)(s / (double)j->isz) : 0.0f;
-		}
+		float r = gpool_row(j->x + p * j->isz, j->isz, j->maxp);
+		j->y[p] = j->maxp ? r : j->isz ? r / (float)j->isz : 0.0f;
 	}
 }
 

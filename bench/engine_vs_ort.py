@@ -9,7 +9,8 @@ For every model x batch it runs, several rounds, ours then ORT (the order flips 
 each in a process of its own with the same thread count, so that machine-load drift hits both
 sides alike and each side's peak RSS is that model x batch's alone. Peak RSS is the process's
 ru_maxrss from wait4() for both sides (ORT's includes node.js itself). Prints a markdown table:
-medians over rounds of samples/s and p50 latency, their ratio, peak RSS and its ratio, parity.
+medians over rounds of samples/s and p50 latency, the median over rounds of the per-round
+ratio ours/ORT, peak RSS (max over rounds) and its ratio, parity.
 Exit status 1 when a run fails or our output is off the reference.
 """
 import argparse
@@ -149,7 +150,11 @@ def main():
             par += " (ORT off ref)"
         if not par_ok or errs or len(t) != rounds:
             bad += 1
-        ratio = os_ / ts_ if o and t else float("nan")
+        # Each round's pair ran back to back under the same machine load: the median of the
+        # per-round ratios is steadier than the ratio of the medians when the load drifts.
+        by_round = {x["round"]: x["samples_per_s"] for x in t}
+        pairs = [x["samples_per_s"] / by_round[x["round"]] for x in o if x["round"] in by_round]
+        ratio = statistics.median(pairs) if pairs else float("nan")
         print(f"| {model} | {batch} | {os_:.1f} | {ts_:.1f} | {ratio:.2f} | {med(o, 'median_ms'):.2f} "
               f"| {med(t, 'median_ms'):.2f} | {orss:.0f} | {trss:.0f} | {orss / trss:.2f} | {par} |")
     _, _, node_rss, _ = run(["node", "-e", "require('onnxruntime-node')"], env, 60)

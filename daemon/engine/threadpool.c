@@ -1,68 +1,112 @@
-/* threadpool.c - fork-join pool: workers spin briefly, then sleep on a condition variable. */
+/* threadpool.c - fork-join pool. A region is published by storing its parameters, then a
+ * chunk counter tagged with the region's number, then bumping a 32-bit sequence word. Idle
+ * workers spin on the sequence word (with the pause instruction, no system calls) for a while,
+ * then sleep on it with futex; the caller makes the wake-up system call only when a worker
+ * sleeps. Chunks are claimed by compare-and-swap on the tagged counter, so a worker that
+ * arrives late (region over, or a newer one started) claims nothing and never sees half-set
+ * parameters; the caller takes chunks too and the region ends when every chunk is done. */
 #include "config.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "threadpool.h"
 #include "util.h"
+
+/* How long an idle worker spins before it sleeps, and how long the caller spins on stragglers
+ * before yielding its core to them. Requests at batch 1 run operators microseconds apart, so
+ * workers that spin across those gaps start the next region at once. */
+#define SPIN_NS 200000
+#define JOIN_SPIN_NS 20000
 
 struct tpool {
 	int n; /* threads in all, the caller included */
 	pthread_t *threads;
-	pthread_mutex_t mu;
-	pthread_cond_t wake, done_cv;
-	atomic_uint_fast64_t gen; /* bumped for each region */
-	atomic_int remaining; /* workers still busy in the current region */
-	atomic_int_fast64_t next; /* next chunk to take */
-	int64_t n_chunks, chunk, total;
+	_Alignas(64) atomic_uint seq; /* futex word: bumped once per region (and at stop) */
+	atomic_int sleepers; /* workers in (or about to enter) futex_wait */
+	atomic_bool stop;
+	_Alignas(64) atomic_uint_fast64_t next; /* region number << 32 | next chunk to claim */
+	_Alignas(64) atomic_int_fast64_t done; /* chunks finished in the current region */
+	/* The region: written by the caller before next is published, read-only until it ends. */
+	_Alignas(64) int64_t n_chunks, chunk, total;
 	tpool_fn fn;
 	void *arg;
-	bool stop;
+	uint32_t region;
 };
 
-/* Take chunks of the current region until none are left. */
-static void work(struct tpool *p)
+/* One spin-wait step: tell the core we are spinning. */
+static inline void cpu_relax(void)
 {
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static void futex_wait(atomic_uint *w, unsigned val)
+{
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(atomic_uint *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Claim and run chunks of region r until none are left (or r is over). */
+static void work(struct tpool *p, uint32_t r)
+{
+	uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
 	for (;;) {
-		int64_t c = atomic_fetch_add(&p->next, 1);
+		if ((uint32_t)(v >> 32) != r)
+			return;
+		int64_t c = (int64_t)(v & 0xffffffffu);
 		if (c >= p->n_chunks)
 			return;
+		if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		/* The chunk is ours: region r cannot end (nor the next begin) before we count it
+		 * done, so its parameters stay put. */
 		int64_t b = c * p->chunk, e = b + p->chunk;
 		p->fn(p->arg, b, e < p->total ? e : p->total);
+		atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+		v = atomic_load_explicit(&p->next, memory_order_acquire);
 	}
 }
 
-/* Worker thread: wait for a new generation, help, report. */
+/* Worker thread: wait for the sequence word to move, help with the region, repeat. */
 static void *worker(void *arg)
 {
 	struct tpool *p = arg;
-	uint64_t seen = 0;
+	unsigned seen = 0; /* seq's value at creation: a stop (or region) before we ran still counts */
 	for (;;) {
+		uint64_t t0 = acc_now_ns();
 		int spins = 0;
-		while (atomic_load(&p->gen) == seen && spins < 20000) {
-			spins++;
-			if ((spins & 63) == 0)
-				sched_yield();
+		while (atomic_load_explicit(&p->seq, memory_order_acquire) == seen) {
+			cpu_relax();
+			if ((++spins & 255) == 0 && acc_now_ns() - t0 > SPIN_NS) {
+				atomic_fetch_add(&p->sleepers, 1);
+				while (atomic_load(&p->seq) == seen && !atomic_load(&p->stop))
+					futex_wait(&p->seq, seen);
+				atomic_fetch_sub(&p->sleepers, 1);
+				break;
+			}
 		}
-		pthread_mutex_lock(&p->mu);
-		while (atomic_load(&p->gen) == seen && !p->stop)
-			pthread_cond_wait(&p->wake, &p->mu);
-		if (p->stop) {
-			pthread_mutex_unlock(&p->mu);
+		if (atomic_load(&p->stop))
 			return NULL;
-		}
-		seen = atomic_load(&p->gen);
-		pthread_mutex_unlock(&p->mu);
-		work(p);
-		if (atomic_fetch_sub(&p->remaining, 1) == 1) {
-			pthread_mutex_lock(&p->mu);
-			pthread_cond_signal(&p->done_cv);
-			pthread_mutex_unlock(&p->mu);
-		}
+		seen = atomic_load_explicit(&p->seq, memory_order_acquire);
+		uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
+		work(p, (uint32_t)(v >> 32));
 	}
 }
 
@@ -70,11 +114,10 @@ struct tpool *tpool_create(int n)
 {
 	if (n <= 1)
 		return NULL;
-	struct tpool *p = xcalloc(1, sizeof(*p));
-	p->n = n;
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->wake, NULL);
-	pthread_cond_init(&p->done_cv, NULL);
+	struct tpool *p = aligned_alloc(64, (sizeof(*p) + 63) / 64 * 64);
+	if (!p)
+		fatal("out of memory");
+	*p = (struct tpool){ .n = n };
 	p->threads = xcalloc(n - 1, sizeof(pthread_t));
 	for (int i = 0; i < n - 1; i++)
 		if (pthread_create(&p->threads[i], NULL, worker, p)) {
@@ -88,15 +131,11 @@ void tpool_free(struct tpool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stop = true;
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->mu);
+	atomic_store(&p->stop, true);
+	atomic_fetch_add(&p->seq, 1);
+	futex_wake_all(&p->seq);
 	for (int i = 0; i < p->n - 1; i++)
 		pthread_join(p->threads[i], NULL);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->wake);
-	pthread_cond_destroy(&p->done_cv);
 	free(p->threads);
 	free(p);
 }
@@ -112,10 +151,13 @@ void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg
 		return;
 	if (grain < 1)
 		grain = 1;
-	if (!p || n <= grain) {
+	if (!p || p->n <= 1 || n <= grain) {
 		fn(arg, 0, n);
 		return;
 	}
+	/* Close the previous region first: a late worker holding its counter value now fails to
+	 * claim, before the parameters below change. */
+	atomic_store(&p->next, (uint64_t)p->region << 32 | 0xffffffffu);
 	int64_t chunks = (n + grain - 1) / grain;
 	if (chunks > 4 * p->n)
 		chunks = 4 * p->n;
@@ -124,19 +166,21 @@ void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg
 	p->total = n;
 	p->fn = fn;
 	p->arg = arg;
-	atomic_store(&p->next, 0);
-	atomic_store(&p->remaining, p->n - 1);
-	pthread_mutex_lock(&p->mu);
-	atomic_fetch_add(&p->gen, 1);
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->mu);
-	work(p);
-	int spins = 0;
-	while (atomic_load(&p->remaining) > 0 && spins < 20000)
-		if ((++spins & 63) == 0)
-			sched_yield();
-	pthread_mutex_lock(&p->mu);
-	while (atomic_load(&p->remaining) > 0)
-		pthread_cond_wait(&p->done_cv, &p->mu);
-	pthread_mutex_unlock(&p->mu);
+	uint32_t r = ++p->region;
+	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+	atomic_store_explicit(&p->next, (uint64_t)r << 32, memory_order_release);
+	atomic_fetch_add(&p->seq, 1); /* seq_cst: pairs with the sleepers count */
+	if (atomic_load(&p->sleepers) > 0)
+		futex_wake_all(&p->seq);
+	work(p, r);
+	/* Every chunk is claimed; wait for those still running elsewhere. */
+	if (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_chunks) {
+		uint64_t t0 = acc_now_ns();
+		int spins = 0;
+		while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_chunks) {
+			cpu_relax();
+			if ((++spins & 255) == 0 && acc_now_ns() - t0 > JOIN_SPIN_NS)
+				sched_yield();
+		}
+	}
 }

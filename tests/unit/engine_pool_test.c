@@ -326,6 +326,20 @@ static void test_tpool_covers_every_item_once(void **state)
 	}
 }
 
+static void test_tpool_create_free_at_once(void **state)
+{
+	/* Stopping before a worker first ran must not leave it asleep (join would hang). */
+	for (int i = 0; i < 200; i++) {
+		struct tpool *p = tpool_create(2 + i % 2);
+		if (i & 1) {
+			struct sum_job j = { 0, 0 };
+			tpool_for(p, 100, 1, sum_part, &j);
+			assert_int_equal(atomic_load(&j.sum), 4950);
+		}
+		tpool_free(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +347,7 @@ int main(void)
 		cmocka_unit_test(test_resnet_stem_maxpool),
 		cmocka_unit_test(test_global_pools),
 		cmocka_unit_test(test_tpool_covers_every_item_once),
+		cmocka_unit_test(test_tpool_create_free_at_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

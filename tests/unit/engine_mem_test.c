@@ -1,0 +1,329 @@
+/* engine_mem_test.c - steady state of an exec: once a shape's plan exists, runs of our own
+ * kernels allocate nothing, and with oneDNN (whose primitive execution makes small short-lived
+ * allocations of its own) the heap does not grow. Counted by wrapping glibc's allocator in this
+ * program. */
+#include "config.h"
+
+#include <limits.h>
+#include <malloc.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "onnx.pb-c.h"
+#include "util.h"
+
+/* ---- allocation counter: this program's malloc family forwards to glibc's and counts ---- */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static atomic_long n_allocs, n_live; /* allocations made; blocks not yet freed */
+
+void *malloc(size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+	return __libc_malloc(n);
+}
+
+void free(void *p)
+{
+	if (p)
+		atomic_fetch_sub_explicit(&n_live, 1, memory_order_relaxed);
+	__libc_free(p);
+}
+
+void *calloc(size_t k, size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+	return __libc_calloc(k, n);
+}
+
+void *realloc(void *p, size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	if (!p)
+		atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+	else if (!n)
+		atomic_fetch_sub_explicit(&n_live, 1, memory_order_relaxed);
+	return __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t a, size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+	return __libc_memalign(a, n);
+}
+
+void *memalign(size_t a, size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+	return __libc_memalign(a, n);
+}
+
+int posix_memalign(void **out, size_t a, size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	void *p = __libc_memalign(a, n);
+	if (!p && n)
+		return 12; /* ENOMEM */
+	atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+	*out = p;
+	return 0;
+}
+
+/* ---- a small CNN: Conv+Relu, MaxPool, Conv, AveragePool, GlobalAveragePool, Flatten, Gemm,
+ * MatMul ---- */
+
+#define T_FLOAT 1
+
+#define PUSH(n, arr, p)                                                                           \
+	do {                                                                                          \
+		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
+		(arr)[(n)++] = (p);                                                                       \
+	} while (0)
+
+static Onnx__ValueInfoProto *mb_vi(const char *name, int ndims, const int64_t *dims)
+{
+	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
+	onnx__value_info_proto__init(v);
+	v->name = xstrdup(name);
+	v->type = xmalloc(sizeof(*v->type));
+	onnx__type_proto__init(v->type);
+	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
+	onnx__type_proto__tensor__init(v->type->tensor_type);
+	v->type->tensor_type->has_elem_type = 1;
+	v->type->tensor_type->elem_type = T_FLOAT;
+	if (ndims >= 0) {
+		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
+		onnx__tensor_shape_proto__init(s);
+		for (int i = 0; i < ndims; i++) {
+			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
+			onnx__tensor_shape_proto__dimension__init(d);
+			if (dims[i] >= 0) {
+				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+				d->dim_value = dims[i];
+			} else {
+				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+				d->dim_param = xstrdup("N");
+			}
+			PUSH(s->n_dim, s->dim, d);
+		}
+		v->type->tensor_type->shape = s;
+	}
+	return v;
+}
+
+/* A random fp32 initializer. */
+static void mb_init(Onnx__ModelProto *m, const char *name, int ndims, const int64_t *dims, unsigned *seed)
+{
+	Onnx__TensorProto *t = xmalloc(sizeof(*t));
+	onnx__tensor_proto__init(t);
+	t->name = xstrdup(name);
+	t->has_data_type = 1;
+	t->data_type = T_FLOAT;
+	int64_t n = 1;
+	for (int i = 0; i < ndims; i++) {
+		PUSH(t->n_dims, t->dims, dims[i]);
+		n *= dims[i];
+	}
+	t->has_raw_data = 1;
+	t->raw_data.len = n * sizeof(float);
+	float *f = xmalloc(t->raw_data.len + 1);
+	for (int64_t i = 0; i < n; i++)
+		f[i] = (float)(rand_r(seed) % 2001 - 1000) / 4000.0f;
+	t->raw_data.data = (uint8_t *)f;
+	PUSH(m->graph->n_initializer, m->graph->initializer, t);
+}
+
+static Onnx__NodeProto *mb_node(Onnx__ModelProto *m, const char *op, const char *in0, const char *in1,
+				const char *in2, const char *out)
+{
+	Onnx__NodeProto *n = xmalloc(sizeof(*n));
+	onnx__node_proto__init(n);
+	n->op_type = xstrdup(op);
+	const char *ins[3] = { in0, in1, in2 };
+	for (int i = 0; i < 3 && ins[i]; i++)
+		PUSH(n->n_input, n->input, xstrdup(ins[i]));
+	PUSH(n->n_output, n->output, xstrdup(out));
+	PUSH(m->graph->n_node, m->graph->node, n);
+	return n;
+}
+
+static void mb_ints(Onnx__NodeProto *n, const char *name, int cnt, const int64_t *v)
+{
+	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
+	onnx__attribute_proto__init(a);
+	a->name = xstrdup(name);
+	a->has_type = 1;
+	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+	for (int i = 0; i < cnt; i++)
+		PUSH(a->n_ints, a->ints, v[i]);
+	PUSH(n->n_attribute, n->attribute, a);
+}
+
+static uint8_t *cnn_model(size_t *len)
+{
+	unsigned seed = 5;
+	Onnx__ModelProto *m = xmalloc(sizeof(*m));
+	onnx__model_proto__init(m);
+	m->has_ir_version = 1;
+	m->ir_version = 8;
+	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
+	onnx__operator_set_id_proto__init(o);
+	o->domain = xstrdup("");
+	o->has_version = 1;
+	o->version = 13;
+	PUSH(m->n_opset_import, m->opset_import, o);
+	m->graph = xmalloc(sizeof(*m->graph));
+	onnx__graph_proto__init(m->graph);
+	m->graph->name = xstrdup("g");
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 4, (int64_t[]){ -1, 3, 32, 32 }));
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_init(m, "W1", 4, (int64_t[]){ 16, 3, 3, 3 }, &seed);
+	mb_init(m, "B1", 1, (int64_t[]){ 16 }, &seed);
+	mb_init(m, "W2", 4, (int64_t[]){ 32, 16, 3, 3 }, &seed);
+	mb_init(m, "W3", 4, (int64_t[]){ 32, 1, 3, 3 }, &seed);
+	mb_init(m, "G", 2, (int64_t[]){ 32, 64 }, &seed);
+	mb_init(m, "GB", 1, (int64_t[]){ 64 }, &seed);
+	mb_init(m, "M", 2, (int64_t[]){ 64, 10 }, &seed);
+	const int64_t p1[4] = { 1, 1, 1, 1 }, k3[2] = { 3, 3 }, s2[2] = { 2, 2 };
+	mb_ints(mb_node(m, "Conv", "X", "W1", "B1", "c1"), "pads", 4, p1);
+	mb_node(m, "Relu", "c1", NULL, NULL, "r1");
+	Onnx__NodeProto *mp = mb_node(m, "MaxPool", "r1", NULL, NULL, "p1");
+	mb_ints(mp, "kernel_shape", 2, k3);
+	mb_ints(mp, "strides", 2, s2);
+	mb_ints(mp, "pads", 4, p1);
+	mb_ints(mb_node(m, "Conv", "p1", "W2", NULL, "c2"), "pads", 4, p1);
+	Onnx__NodeProto *dw = mb_node(m, "Conv", "c2", "W3", NULL, "c3");
+	mb_ints(dw, "pads", 4, p1);
+	mb_ints(dw, "group", 1, (int64_t[]){ 32 });
+	dw->attribute[1]->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT; /* group is an INT */
+	dw->attribute[1]->has_i = 1;
+	dw->attribute[1]->i = 32;
+	dw->attribute[1]->n_ints = 0;
+	Onnx__NodeProto *ap = mb_node(m, "AveragePool", "c3", NULL, NULL, "a3");
+	mb_ints(ap, "kernel_shape", 2, k3);
+	mb_ints(ap, "pads", 4, p1);
+	mb_node(m, "GlobalAveragePool", "a3", NULL, NULL, "g");
+	mb_node(m, "Flatten", "g", NULL, NULL, "f");
+	mb_node(m, "Gemm", "f", "G", "GB", "h");
+	mb_node(m, "Relu", "h", NULL, NULL, "hr");
+	mb_node(m, "MatMul", "hr", "M", NULL, "Y");
+	*len = onnx__model_proto__get_packed_size(m);
+	uint8_t *buf = xmalloc(*len + 1);
+	onnx__model_proto__pack(m, buf);
+	onnx__model_proto__free_unpacked(m, NULL);
+	return buf;
+}
+
+/* Load the CNN, and for threads 1 and 2, batch 1 and 4: warm up, then check that steady-state
+ * runs give the same output and, when count, make no allocations, and that live heap blocks do
+ * not grow. */
+static void check_steady_state(bool count)
+{
+	size_t len;
+	uint8_t *buf = cnn_model(&len);
+	for (int threads = 1; threads <= 2; threads++) {
+		char *err = NULL;
+		struct eng_options opt = { .threads = threads };
+		struct eng_model *m;
+		struct eng_exec *x;
+		if (eng_model_load(buf, len, &opt, &m, &err))
+			fail_msg("load: %s", err);
+		assert_int_equal(eng_exec_create(m, &x, &err), 0);
+		for (int batch = 1; batch <= 4; batch *= 4) {
+			size_t n = (size_t)batch * 3 * 32 * 32;
+			float *xd = xmalloc(n * sizeof(float));
+			unsigned seed = 11;
+			for (size_t i = 0; i < n; i++)
+				xd[i] = (float)(rand_r(&seed) % 2001 - 1000) / 1000.0f;
+			struct eng_tensor in = { .dtype = DT_FP32, .ndims = 4, .dims = { batch, 3, 32, 32 }, .data = xd,
+						 .bytes = n * sizeof(float) };
+			struct eng_tensor out;
+			float first[40];
+			for (int r = 0; r < 3; r++) /* plan, arena, packed weights: made here */
+				if (eng_exec_run(x, &in, &out, &err))
+					fail_msg("run: %s", err);
+			assert_int_equal(out.ndims, 2);
+			assert_int_equal(out.dims[1], 10);
+			memcpy(first, out.data, sizeof(float) * 10 * batch);
+			/* Three windows of 10 runs. A thread's first part in a kernel may set up its own
+			 * buffers once (the pool's worker may first take part in any window); anything made
+			 * per run would show in every window. */
+			long made_min = LONG_MAX, made_sum = 0, grown_min = LONG_MAX, grown_sum = 0;
+			for (int w = 0; w < 3; w++) {
+				long allocs = atomic_load(&n_allocs), live = atomic_load(&n_live);
+				for (int r = 0; r < 10; r++)
+					if (eng_exec_run(x, &in, &out, &err))
+						fail_msg("run: %s", err);
+				long made = atomic_load(&n_allocs) - allocs, grown = atomic_load(&n_live) - live;
+				made_min = made < made_min ? made : made_min;
+				grown_min = grown < grown_min ? grown : grown_min;
+				made_sum += made;
+				grown_sum += grown;
+			}
+			if (count && (made_min > 0 || made_sum > 8))
+				fail_msg("allocations in steady-state runs: %ld in 30 runs, %ld in the quietest 10 "
+					 "(threads %d, batch %d)", made_sum, made_min, threads, batch);
+			if (grown_min > 0 || grown_sum > 8)
+				fail_msg("live heap blocks grow in steady-state runs: %ld in 30 runs, %ld in the quietest "
+					 "10 (threads %d, batch %d)", grown_sum, grown_min, threads, batch);
+			assert_memory_equal(first, out.data, sizeof(float) * 10 * batch);
+			free(xd);
+		}
+		eng_exec_free(x);
+		eng_model_free(m);
+	}
+	free(buf);
+}
+
+/* Our kernels only (oneDNN off, in a child process: the switch is read once per process). */
+static void test_own_kernels_allocate_nothing(void **state)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("ACCELD_ENGINE_DNNL", "0", 1);
+		check_steady_state(true);
+		_exit(0); /* a failed check exits nonzero through cmocka's longjmp handler */
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* The default configuration (oneDNN where it is built in): no growth. */
+static void test_default_heap_does_not_grow(void **state)
+{
+	check_steady_state(false);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_own_kernels_allocate_nothing),
+		cmocka_unit_test(test_default_heap_does_not_grow),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -33,7 +33,10 @@ static void node_clear(struct eg_node *n)
 	for (int i = 0; i < n->n_attrs; i++)
 		attr_clear(&n->attrs[i]);
 	free(n->attrs);
-	free(n->params);
+	if (n->params_free)
+		n->params_free(n->params);
+	else
+		free(n->params);
 }
 
 void eg_node_clear(struct eg_node *n)

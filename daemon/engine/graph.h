@@ -62,6 +62,7 @@ struct eg_node {
 	int64_t opset; /* the opset of the node's domain */
 	const struct eng_op *op; /* set by eg_graph_prepare */
 	void *params; /* op-private parsed attributes, freed with free() */
+	void (*params_free)(void *params); /* when set (by prepare), frees params instead of free() */
 	bool dead;
 };
 

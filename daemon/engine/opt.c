@@ -178,8 +178,9 @@ static void set_inputs(struct eg_node *n, int k, const int *vs)
 /* Re-run the op's load-time checks on a rewritten node (its attributes or inputs changed). */
 static int reprepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
-	free(n->params);
+	free(n->params); /* nothing beyond one block before the first run */
 	n->params = NULL;
+	n->params_free = NULL;
 	int rc = n->op->prepare(g, n, err);
 	if (rc && err && *err) {
 		char *m = xasprintf("graph optimiser: %s", *err);

@@ -2,6 +2,9 @@
  * the pools.
  *
  * Kernels, by shape (NCHW throughout):
+ * - with oneDNN (HAVE_DNNL), 2-D depthwise and dense non-1x1 (or strided / padded 1x1) convolutions
+ *   with constant weights: kernels/dnnl_conv.c (the rule and its measurements are there);
+ *   anything it declines runs the paths below;
  * - depthwise 2-D (group == channels == outputs): kernels/dwconv.c, vectorised along rows;
  * - 1x1, stride 1, no pad: Y[n] = W * X[n] directly as a GEMM (no im2col);
  * - otherwise im2col of one image and group into the step's scratch, then the GEMM.
@@ -17,6 +20,9 @@
 #include <string.h>
 
 #include "kernels/act.h"
+#ifdef HAVE_DNNL
+#include "kernels/dnnl_conv.h"
+#endif
 #include "kernels/dwconv.h"
 #include "kernels/gemm.h"
 #include "ops/ops.h"
@@ -80,7 +86,22 @@ struct conv_params {
 	size_t gbytes; /* room per group */
 	struct kgemm_packed *pk; /* G entries, inside this block */
 	float *room; /* G * gbytes, 64-byte aligned, inside this block */
+#ifdef HAVE_DNNL
+	struct kdnn_conv *_Atomic dn; /* oneDNN state, made at the first run that wants it */
+	struct kdnn_conv_desc dnd; /* the geometry dn was made for */
+#endif
 };
+
+/* Free a node's params and the oneDNN state they may hold. */
+static void conv_free_params(void *params)
+{
+	struct conv_params *p = params;
+#ifdef HAVE_DNNL
+	if (p)
+		kdnn_conv_free(p->dn);
+#endif
+	free(p);
+}
 
 static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
@@ -101,7 +122,13 @@ static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 		int64_t M = w->konst->dims[0], K = shape_numel(w->konst->dims + 1, w->konst->ndims - 1);
 		int64_t Mg = M / G;
 		bool dw = Mg == 1 && w->konst->dims[1] == 1 && G > 1;
+#ifdef HAVE_DNNL
+		if (dw && K > 0) /* room for nothing: params hold the oneDNN state only */
+			G = 1, Mg = K = 0;
+		if (K > 0 || dw) {
+#else
 		if (!dw && K > 0) {
+#endif
 			size_t gb = (kgemm_pack_a_bytes(Mg, K) + 63) & ~(size_t)63;
 			size_t head = (sizeof(struct conv_params) + G * sizeof(struct kgemm_packed) + 63) & ~(size_t)63;
 			struct conv_params *p = aligned_alloc(64, head + G * gb);
@@ -117,6 +144,7 @@ static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 			p->pk = (struct kgemm_packed *)(p + 1);
 			p->room = (float *)((char *)p + head);
 			n->params = p;
+			n->params_free = conv_free_params;
 		}
 	}
 	return 0;
@@ -179,6 +207,49 @@ static bool conv_is_pointwise(const struct eng_win *w)
 	return true;
 }
 
+#ifdef HAVE_DNNL
+/* The oneDNN geometry of a 2-D convolution with constant weights (false for anything else). */
+static bool conv_dnnl_desc(const struct eg_node *n, struct eng_tensor *const *in, const struct eng_win *w,
+			   struct kdnn_conv_desc *d)
+{
+	struct conv_params *p = n->params;
+	if (w->k != 2 || !p || !p->g->values[n->in[1]].konst || p->g->values[n->in[1]].konst->data != in[1]->data)
+		return false;
+	if (n->n_in > 2 && n->in[2] >= 0 &&
+	    (!p->g->values[n->in[2]].konst || p->g->values[n->in[2]].konst->data != in[2]->data))
+		return false;
+	*d = (struct kdnn_conv_desc){ in[0]->dims[1], in[1]->dims[0], eg_attr_int(n, "group", 1), w->kern[0], w->kern[1],
+				      w->stride[0], w->stride[1], w->dil[0], w->dil[1], w->pb[0], w->pb[1], w->pe[0], w->pe[1] };
+	return true;
+}
+
+/* Run the convolution through oneDNN when the rule says so: 0 done, else use our kernels. */
+static int conv_dnnl(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *out,
+		     const struct eng_win *w, const struct kepi *e, void *scratch, struct tpool *pool)
+{
+	struct kdnn_conv_desc d;
+	if (!in[1]->data || !conv_dnnl_desc(n, in, w, &d))
+		return -ENOTSUP;
+	struct conv_params *p = n->params;
+	struct kdnn_conv *dn = atomic_load(&p->dn);
+	if (!dn) {
+		if (!kdnn_conv_wanted(&d, e))
+			return -ENOTSUP;
+		pthread_mutex_lock(&p->mu);
+		if (!(dn = atomic_load(&p->dn))) {
+			p->dnd = d;
+			dn = kdnn_conv_new(&d, e);
+			atomic_store(&p->dn, dn);
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	if (memcmp(&d, &p->dnd, sizeof(d)))
+		return -ENOTSUP;
+	return kdnn_conv_run(dn, in[1]->data, n->n_in > 2 && in[2] ? in[2]->data : NULL, in[0]->dims[0], w->in[0],
+			     w->in[1], w->out[0], w->out[1], in[0]->data, out->data, scratch, pool);
+}
+#endif
+
 static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		      size_t *scratch, char **err)
 {
@@ -197,6 +268,15 @@ static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, str
 	}
 	if (!conv_is_pointwise(&w))
 		*scratch = (size_t)(in[1]->dims[1] * ksz * osz) * sizeof(float);
+#ifdef HAVE_DNNL
+	struct kdnn_conv_desc dd;
+	struct kepi e;
+	if (conv_dnnl_desc(n, in, &w, &dd) && !kepi_from_node(n, &e, NULL) && kdnn_conv_wanted(&dd, &e)) {
+		size_t s = kdnn_conv_scratch(&dd, in[0]->dims[0], w.in[0], w.in[1]);
+		if (s > *scratch)
+			*scratch = s;
+	}
+#endif
 	return 0;
 }
 
@@ -289,6 +369,10 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		osz *= w.out[i];
 		ksz *= w.kern[i];
 	}
+#ifdef HAVE_DNNL
+	if (!conv_dnnl(n, in, out[0], &w, &epi, scratch, ctx->pool))
+		return 0;
+#endif
 	const float *x = X->data, *wt = W->data;
 	float *y = out[0]->data, *col = scratch;
 	if (w.k == 2 && Cg == 1 && Mg == 1 && G > 1) {

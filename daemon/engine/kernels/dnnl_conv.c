@@ -1,0 +1,538 @@
+/* dnnl_conv.c - 2-D convolutions through oneDNN (see dnnl_conv.h).
+ *
+ * Why and when (measured on the 2-core AVX2 dev box, single Conv+Relu nodes, oneDNN 2.6.3
+ * jit:avx2 / jit_dw:avx2 / jit_1x1:avx2, one thread each, median of 9, machine shared):
+ *   layer (batch 1)              ours ms   oneDNN conv only   oneDNN + NCHW<->blocked reorders
+ *   3->64 7x7 s2 @224               13.0        6.8                3.8 (src stays NCHW)
+ *   64->64 3x3 @56                  10.2        6.2                3.5
+ *   128->128 3x3 @28                 3.7        2.8                3.0
+ *   256->256 3x3 @14                 3.7        3.4                3.0
+ *   512->512 3x3 @7                  5.8        4.5                3.5
+ *   64->128 3x3 s2 @56               2.8        1.4                1.7
+ *   512->1024 1x1 s2 @28             5.5        3.5                3.1
+ *   1x1 s1 (64->256 @56, 256->64 @56, 1024->256 @14, MobileNetV2 pointwise)
+ *                                    0.2-1.9   0.1-1.3            0.5x-1.3x of ours: no clear win
+ *   depthwise 3x3 (96 @112 s2, 144 @56, 384 @14, 960 @7)
+ *                                    0.7-3.0   0.05-0.33          0.14-1.2 (2.2x-4.9x faster)
+ * (numbers drift +-50% with the other helpers' load; the ratios held over repeated runs).
+ * Rule: oneDNN runs 2-D depthwise convolutions (group == C == M) and dense (group 1) 2-D
+ * convolutions except plain 1x1 stride-1 unpadded ones, which stay on our packed GEMM (no
+ * im2col there, and the layout reorders eat oneDNN's margin); grouped non-depthwise
+ * convolutions, non-2-D ones and activations without a post-op stay on our kernels.
+ * ACCELD_ENGINE_DNNL=0 turns the path off (A/B measurements).
+ *
+ * Threading: Debian builds oneDNN with OpenMP. OpenMP teams and our pool would fight over the
+ * cores (and a static OpenMP split stalls whenever a shared machine deschedules one thread), so
+ * every primitive is created and run with one OpenMP thread (omp_set_num_threads(1) in each
+ * calling thread: a per-thread setting), and our pool spreads tasks of (image, slice of output
+ * channels) over its threads, each with its own stream and scratch buffer.
+ *
+ * Layout: the primitives pick their blocked layouts (format_tag_any); a dense conv reorders
+ * each image once into the plan's scratch (in channel slices when the layout is nChw8c), then
+ * each task convolves into its thread buffer and reorders its slice straight into the NCHW
+ * output; a depthwise task reorders its own channel slice in, convolves, reorders out. Weights
+ * are reordered into the blocked layout once, per slice, at the first run. */
+#include "config.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "kernels/act.h"
+#include "kernels/dnnl_conv.h"
+#include "threadpool.h"
+#include "util.h"
+
+/* Primitives for one input size. */
+struct entry {
+	struct entry *next;
+	int64_t H, W;
+	bool ok; /* false: oneDNN could not do it; run our kernels */
+	dnnl_primitive_t conv, rsrc, rdst; /* rsrc / rdst NULL when no reorder is needed */
+	dnnl_memory_desc_t src_md, dst_md, xs_md, yd_md; /* conv's src / dst, NCHW slices in / out */
+	dnnl_memory_desc_t pad_md; /* the primitive's scratchpad */
+	int64_t cr; /* channels per source reorder slice (dense) */
+	size_t src_bytes, dst_bytes, pad_bytes; /* one image's blocked src, one dst slice, scratchpad */
+};
+
+struct kdnn_conv {
+	struct kdnn_conv_desc d;
+	struct kepi e;
+	bool dw;
+	int64_t mc, nm; /* output channels per slice, slices */
+	pthread_mutex_t mu;
+	struct entry *entries;
+	dnnl_memory_desc_t wei_md; /* one slice's weights */
+	float *wei; /* nm slices of wei_md, NULL until the first entry */
+	float *bias; /* M floats (zeros when the node has none) */
+	dnnl_memory_t *wmem, *bmem; /* nm each */
+};
+
+static dnnl_engine_t g_eng;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_key;
+static bool g_off;
+
+/* Per-thread stream and scratch buffer. */
+struct tls {
+	dnnl_stream_t st;
+	void *buf;
+	size_t cap;
+};
+
+/* Free a thread's stream and buffer when it exits. */
+static void tls_free(void *p)
+{
+	struct tls *t = p;
+	if (t->st)
+		dnnl_stream_destroy(t->st);
+	free(t->buf);
+	free(t);
+}
+
+/* Create the process-wide engine. */
+static void global_init(void)
+{
+	const char *e = getenv("ACCELD_ENGINE_DNNL");
+	g_off = e && !strcmp(e, "0");
+	pthread_key_create(&g_key, tls_free);
+	if (dnnl_engine_create(&g_eng, dnnl_cpu, 0) != dnnl_success)
+		g_eng = NULL;
+}
+
+/* This thread's state with a buffer of at least need bytes (NULL on failure); limits oneDNN to
+ * this thread. */
+static struct tls *tls_get(size_t need)
+{
+	struct tls *t = pthread_getspecific(g_key);
+	if (!t) {
+		omp_set_num_threads(1);
+		t = xcalloc(1, sizeof(*t));
+		if (dnnl_stream_create(&t->st, g_eng, dnnl_stream_default_flags) != dnnl_success) {
+			free(t);
+			return NULL;
+		}
+		pthread_setspecific(g_key, t);
+	}
+	if (need > t->cap) {
+		free(t->buf);
+		t->cap = (need + 4095) & ~(size_t)4095;
+		t->buf = aligned_alloc(64, t->cap);
+		if (!t->buf) {
+			t->cap = 0;
+			return NULL;
+		}
+	}
+	return t;
+}
+
+/* The oneDNN eltwise post-op for e (false when there is none that matches). */
+static bool act_alg(const struct kepi *e, dnnl_alg_kind_t *alg, float *a, float *b)
+{
+	*a = *b = 0;
+	switch (e->act) {
+	case KACT_NONE:
+		*alg = dnnl_alg_kind_undef;
+		return true;
+	case KACT_RELU:
+		*alg = dnnl_eltwise_relu;
+		return true;
+	case KACT_LEAKYRELU:
+		*alg = dnnl_eltwise_relu;
+		*a = e->alpha;
+		return true;
+	case KACT_CLIP:
+		if (isnan(e->min) || isnan(e->max))
+			return false;
+		*alg = dnnl_eltwise_clip;
+		*a = e->min < -FLT_MAX ? -FLT_MAX : e->min;
+		*b = e->max > FLT_MAX ? FLT_MAX : e->max;
+		return true;
+	case KACT_SIGMOID:
+		*alg = dnnl_eltwise_logistic;
+		return true;
+	case KACT_HARDSWISH:
+		*alg = dnnl_eltwise_hardswish; /* x * relu6(x + 3) / 6, as ONNX's */
+		return true;
+	case KACT_GELU:
+		*alg = dnnl_eltwise_gelu_erf;
+		return true;
+	case KACT_TANH:
+		*alg = dnnl_eltwise_tanh;
+		return true;
+	}
+	return false;
+}
+
+bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e)
+{
+	pthread_once(&g_once, global_init);
+	dnnl_alg_kind_t alg;
+	float a, b;
+	if (g_off || !g_eng || !act_alg(e, &alg, &a, &b))
+		return false;
+	if (d->G == d->C && d->G == d->M && d->G > 1)
+		return true;
+	if (d->G != 1)
+		return false;
+	bool plain1x1 = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && !d->pt && !d->pl && !d->pb && !d->pr;
+	return !plain1x1;
+}
+
+size_t kdnn_conv_scratch(const struct kdnn_conv_desc *d, int64_t N, int64_t H, int64_t W)
+{
+	if (d->G != 1 || d->C < 8) /* depthwise tasks reorder in their own buffers; few channels stay NCHW */
+		return 0;
+	return (size_t)(N * ((d->C + 15) / 16 * 16) * H * W) * sizeof(float) + 64;
+}
+
+/* The largest divisor of n that is at most cap (>= 1). */
+static int64_t divisor_upto(int64_t n, int64_t cap)
+{
+	for (int64_t k = cap < n ? cap : n; k > 1; k--)
+		if (n % k == 0)
+			return k;
+	return 1;
+}
+
+struct kdnn_conv *kdnn_conv_new(const struct kdnn_conv_desc *d, const struct kepi *e)
+{
+	pthread_once(&g_once, global_init);
+	struct kdnn_conv *c = xcalloc(1, sizeof(*c));
+	c->d = *d;
+	c->e = *e;
+	c->e.bias = NULL;
+	c->dw = d->G > 1;
+	/* Slices of whole 8-channel blocks: up to 4 per image for dense (its source is re-read per
+	 * slice), up to 8 for depthwise (each slice is independent). */
+	c->nm = d->M % 8 ? 1 : divisor_upto(d->M / 8, c->dw ? 8 : 4);
+	if (!c->dw)
+		while (c->nm > 1 && d->M / c->nm < 32)
+			c->nm = divisor_upto(d->M / 8, c->nm - 1);
+	c->mc = d->M / c->nm;
+	pthread_mutex_init(&c->mu, NULL);
+	return c;
+}
+
+void kdnn_conv_free(void *p)
+{
+	struct kdnn_conv *c = p;
+	if (!c)
+		return;
+	for (struct entry *en = c->entries, *nx; en; en = nx) {
+		nx = en->next;
+		if (en->conv)
+			dnnl_primitive_destroy(en->conv);
+		if (en->rsrc)
+			dnnl_primitive_destroy(en->rsrc);
+		if (en->rdst)
+			dnnl_primitive_destroy(en->rdst);
+		free(en);
+	}
+	for (int64_t j = 0; c->wmem && j < c->nm; j++)
+		if (c->wmem[j])
+			dnnl_memory_destroy(c->wmem[j]);
+	for (int64_t j = 0; c->bmem && j < c->nm; j++)
+		if (c->bmem[j])
+			dnnl_memory_destroy(c->bmem[j]);
+	free(c->wmem);
+	free(c->bmem);
+	free(c->wei);
+	free(c->bias);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* A reorder primitive from a to b, or NULL. */
+static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b)
+{
+	dnnl_primitive_desc_t pd;
+	dnnl_primitive_t p = NULL;
+	if (dnnl_reorder_primitive_desc_create(&pd, a, g_eng, b, g_eng, NULL) != dnnl_success)
+		return NULL;
+	if (dnnl_primitive_create(&p, pd) != dnnl_success)
+		p = NULL;
+	dnnl_primitive_desc_destroy(pd);
+	return p;
+}
+
+/* Run a reorder from a to b on this thread's stream. */
+static int run_reorder(struct tls *t, dnnl_primitive_t r, const dnnl_memory_desc_t *amd, void *a,
+		       const dnnl_memory_desc_t *bmd, void *b)
+{
+	dnnl_memory_t ma, mb;
+	if (dnnl_memory_create(&ma, amd, g_eng, a) != dnnl_success)
+		return -ENOMEM;
+	if (dnnl_memory_create(&mb, bmd, g_eng, b) != dnnl_success) {
+		dnnl_memory_destroy(ma);
+		return -ENOMEM;
+	}
+	dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, ma }, { DNNL_ARG_TO, mb } };
+	dnnl_status_t s = dnnl_primitive_execute(r, t->st, 2, args);
+	dnnl_memory_destroy(ma);
+	dnnl_memory_destroy(mb);
+	return s == dnnl_success ? 0 : -EIO;
+}
+
+/* Reorder the weights (and copy the bias) of every slice, once; c->mu held. */
+static int load_weights(struct kdnn_conv *c, const dnnl_memory_desc_t *wmd, const float *w, const float *b)
+{
+	const struct kdnn_conv_desc *d = &c->d;
+	struct tls *t = tls_get(0);
+	if (!t)
+		return -ENOMEM;
+	c->wei_md = *wmd;
+	size_t wb = (dnnl_memory_desc_get_size(wmd) + 63) & ~(size_t)63;
+	c->wei = aligned_alloc(64, wb * c->nm);
+	c->bias = xcalloc(d->M, sizeof(float));
+	c->wmem = xcalloc(c->nm, sizeof(*c->wmem));
+	c->bmem = xcalloc(c->nm, sizeof(*c->bmem));
+	if (!c->wei)
+		return -ENOMEM;
+	if (b)
+		memcpy(c->bias, b, d->M * sizeof(float));
+	dnnl_memory_desc_t umd, bmd;
+	int64_t cin = c->dw ? 1 : d->C;
+	dnnl_dims_t wd5 = { c->mc, 1, 1, d->kh, d->kw }, wd4 = { c->mc, cin, d->kh, d->kw }, bd = { c->mc };
+	if (c->dw ? dnnl_memory_desc_init_by_tag(&umd, 5, wd5, dnnl_f32, dnnl_goihw)
+		  : dnnl_memory_desc_init_by_tag(&umd, 4, wd4, dnnl_f32, dnnl_oihw))
+		return -ENOTSUP;
+	if (dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x))
+		return -ENOTSUP;
+	dnnl_primitive_t r = make_reorder(&umd, wmd);
+	if (!r)
+		return -ENOTSUP;
+	int rc = 0;
+	size_t per = (size_t)(c->mc * cin * d->kh * d->kw);
+	for (int64_t j = 0; !rc && j < c->nm; j++) {
+		void *dst = (char *)c->wei + j * wb;
+		rc = run_reorder(t, r, &umd, (void *)(w + j * per), wmd, dst);
+		if (!rc && (dnnl_memory_create(&c->wmem[j], wmd, g_eng, dst) ||
+			    dnnl_memory_create(&c->bmem[j], &bmd, g_eng, c->bias + j * c->mc)))
+			rc = -ENOMEM;
+	}
+	dnnl_stream_wait(t->st);
+	dnnl_primitive_destroy(r);
+	return rc;
+}
+
+/* Create the primitives for H x W inputs into en; c->mu held. */
+static void make_entry(struct kdnn_conv *c, struct entry *en, const float *w, const float *b)
+{
+	const struct kdnn_conv_desc *d = &c->d;
+	int64_t H = en->H, W = en->W;
+	int64_t OH = (H + d->pt + d->pb - ((d->kh - 1) * d->dh + 1)) / d->sh + 1;
+	int64_t OW = (W + d->pl + d->pr - ((d->kw - 1) * d->dw + 1)) / d->sw + 1;
+	int64_t cin = c->dw ? c->mc : d->C;
+	dnnl_dims_t xd = { 1, cin, H, W }, yd = { 1, c->mc, OH, OW }, bd = { c->mc };
+	dnnl_dims_t wd4 = { c->mc, cin, d->kh, d->kw }, wd5 = { c->mc, 1, 1, d->kh, d->kw };
+	dnnl_dims_t st = { d->sh, d->sw }, dl = { d->dh - 1, d->dw - 1 }, pl = { d->pt, d->pl }, pr = { d->pb, d->pr };
+	dnnl_memory_desc_t xa, ya, wa, bmd;
+	if (dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any) ||
+	    dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any) ||
+	    dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x) ||
+	    (c->dw ? dnnl_memory_desc_init_by_tag(&wa, 5, wd5, dnnl_f32, dnnl_format_tag_any)
+		   : dnnl_memory_desc_init_by_tag(&wa, 4, wd4, dnnl_f32, dnnl_format_tag_any)))
+		return;
+	dnnl_convolution_desc_t cd;
+	if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &xa, &wa,
+						       &bmd, &ya, st, dl, pl, pr))
+		return;
+	dnnl_primitive_attr_t at = NULL;
+	dnnl_post_ops_t po = NULL;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_alg_kind_t alg;
+	float a, bb;
+	act_alg(&c->e, &alg, &a, &bb);
+	bool good = !dnnl_primitive_attr_create(&at) &&
+		    !dnnl_primitive_attr_set_scratchpad_mode(at, dnnl_scratchpad_mode_user) && !dnnl_post_ops_create(&po) &&
+		    (alg == dnnl_alg_kind_undef || !dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, bb)) &&
+		    !dnnl_primitive_attr_set_post_ops(at, po);
+	tls_get(0); /* one OpenMP thread in this thread before the primitive picks its blocking */
+	if (good && dnnl_primitive_desc_create(&pd, &cd, at, g_eng, NULL) != dnnl_success)
+		pd = NULL;
+	if (po)
+		dnnl_post_ops_destroy(po);
+	if (at)
+		dnnl_primitive_attr_destroy(at);
+	if (!pd)
+		return;
+	en->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+	en->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+	const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+	if (smd)
+		en->pad_md = *smd;
+	en->pad_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+	bool wok = c->wei ? dnnl_memory_desc_equal(wmd, &c->wei_md) : !load_weights(c, wmd, w, b);
+	if (!wok || dnnl_primitive_create(&en->conv, pd) != dnnl_success) {
+		dnnl_primitive_desc_destroy(pd);
+		return;
+	}
+	dnnl_primitive_desc_destroy(pd);
+	en->src_bytes = dnnl_memory_desc_get_size(&en->src_md);
+	en->dst_bytes = dnnl_memory_desc_get_size(&en->dst_md);
+	/* Source: as is when the primitive reads NCHW; dense nChw8c in channel slices; else whole. */
+	dnnl_memory_desc_t xu, x8;
+	dnnl_memory_desc_init_by_tag(&xu, 4, xd, dnnl_f32, dnnl_nchw);
+	en->cr = cin;
+	if (!dnnl_memory_desc_equal(&en->src_md, &xu)) {
+		if (!c->dw && d->C % 8 == 0 && !dnnl_memory_desc_init_by_tag(&x8, 4, xd, dnnl_f32, dnnl_nChw8c) &&
+		    dnnl_memory_desc_equal(&en->src_md, &x8))
+			en->cr = d->C / divisor_upto(d->C / 8, 4);
+		dnnl_dims_t rd = { 1, en->cr, H, W };
+		dnnl_memory_desc_init_by_tag(&en->xs_md, 4, rd, dnnl_f32, dnnl_nchw);
+		dnnl_memory_desc_t to;
+		if (en->cr == cin)
+			to = en->src_md;
+		else
+			dnnl_memory_desc_init_by_tag(&to, 4, rd, dnnl_f32, dnnl_nChw8c);
+		if (!(en->rsrc = make_reorder(&en->xs_md, &to)))
+			return;
+	}
+	dnnl_memory_desc_init_by_tag(&en->yd_md, 4, yd, dnnl_f32, dnnl_nchw);
+	if (!dnnl_memory_desc_equal(&en->dst_md, &en->yd_md) && !(en->rdst = make_reorder(&en->dst_md, &en->yd_md)))
+		return;
+	en->ok = true;
+}
+
+/* The entry for H x W, created on first use (NULL when out of memory). */
+static struct entry *get_entry(struct kdnn_conv *c, int64_t H, int64_t W, const float *w, const float *b)
+{
+	pthread_mutex_lock(&c->mu);
+	struct entry *en = c->entries;
+	while (en && !(en->H == H && en->W == W))
+		en = en->next;
+	if (!en) {
+		en = xcalloc(1, sizeof(*en));
+		en->H = H;
+		en->W = W;
+		make_entry(c, en, w, b);
+		en->next = c->entries;
+		c->entries = en;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return en;
+}
+
+struct job {
+	struct kdnn_conv *c;
+	struct entry *en;
+	int64_t H, W, OH, OW;
+	const float *x;
+	float *y, *xb; /* xb: blocked images (dense, when the source is reordered) */
+	int64_t ns; /* source slices per image */
+	int _Atomic rc;
+};
+
+/* Dense: reorder source slices [i0, i1) (image-major) into the blocked buffer. */
+static void src_part(void *arg, int64_t i0, int64_t i1)
+{
+	struct job *j = arg;
+	struct entry *en = j->en;
+	struct tls *t = tls_get(0);
+	for (int64_t i = i0; i < i1 && t; i++) {
+		int64_t b = i / j->ns, s = i % j->ns, hw = j->H * j->W;
+		const float *xs = j->x + (b * j->c->d.C + s * en->cr) * hw;
+		float *xd = (float *)((char *)j->xb + b * en->src_bytes) + s * en->cr * hw;
+		dnnl_memory_desc_t to = en->src_md;
+		if (j->ns > 1) {
+			dnnl_dims_t rd = { 1, en->cr, j->H, j->W };
+			dnnl_memory_desc_init_by_tag(&to, 4, rd, dnnl_f32, dnnl_nChw8c);
+		}
+		int rc = run_reorder(t, en->rsrc, &en->xs_md, (void *)xs, &to, xd);
+		if (rc)
+			atomic_store(&j->rc, rc);
+	}
+	if (!t)
+		atomic_store(&j->rc, -ENOMEM);
+}
+
+/* Convolve tasks [i0, i1): task = image * slices + slice of output channels. */
+static void conv_part(void *arg, int64_t i0, int64_t i1)
+{
+	struct job *j = arg;
+	struct kdnn_conv *c = j->c;
+	struct entry *en = j->en;
+	size_t sb = c->dw && en->rsrc ? (en->src_bytes + 63) & ~(size_t)63 : 0;
+	size_t db = en->rdst ? (en->dst_bytes + 63) & ~(size_t)63 : 0;
+	struct tls *t = tls_get(sb + db + en->pad_bytes + 64);
+	if (!t) {
+		atomic_store(&j->rc, -ENOMEM);
+		return;
+	}
+	int64_t hw = j->H * j->W, ohw = j->OH * j->OW;
+	for (int64_t i = i0; i < i1; i++) {
+		int64_t b = i / c->nm, s = i % c->nm;
+		const float *xs;
+		if (c->dw) {
+			xs = j->x + (b * c->d.C + s * c->mc) * hw;
+			if (en->rsrc) {
+				int rc = run_reorder(t, en->rsrc, &en->xs_md, (void *)xs, &en->src_md, t->buf);
+				if (rc) {
+					atomic_store(&j->rc, rc);
+					return;
+				}
+				xs = t->buf;
+			}
+		} else {
+			xs = en->rsrc ? (const float *)((char *)j->xb + b * en->src_bytes) : j->x + b * c->d.C * hw;
+		}
+		float *yo = j->y + (b * c->d.M + s * c->mc) * ohw;
+		void *yb = en->rdst ? (char *)t->buf + sb : (void *)yo;
+		dnnl_memory_t ms, md, mp = NULL;
+		int rc = 0;
+		if (dnnl_memory_create(&ms, &en->src_md, g_eng, (void *)xs))
+			rc = -ENOMEM;
+		else if (dnnl_memory_create(&md, &en->dst_md, g_eng, yb))
+			rc = -ENOMEM, dnnl_memory_destroy(ms);
+		if (!rc) {
+			if (en->pad_bytes && dnnl_memory_create(&mp, &en->pad_md, g_eng, (char *)t->buf + sb + db))
+				rc = -ENOMEM;
+			dnnl_exec_arg_t args[5] = { { DNNL_ARG_SRC, ms },
+						    { DNNL_ARG_WEIGHTS, c->wmem[s] },
+						    { DNNL_ARG_BIAS, c->bmem[s] },
+						    { DNNL_ARG_DST, md },
+						    { DNNL_ARG_SCRATCHPAD, mp } };
+			if (!rc && dnnl_primitive_execute(en->conv, t->st, mp ? 5 : 4, args) != dnnl_success)
+				rc = -EIO;
+			dnnl_memory_destroy(ms);
+			dnnl_memory_destroy(md);
+			if (mp)
+				dnnl_memory_destroy(mp);
+		}
+		if (!rc && en->rdst)
+			rc = run_reorder(t, en->rdst, &en->dst_md, yb, &en->yd_md, yo);
+		if (rc) {
+			atomic_store(&j->rc, rc);
+			return;
+		}
+	}
+}
+
+int kdnn_conv_run(struct kdnn_conv *c, const float *w, const float *b, int64_t N, int64_t H, int64_t W,
+		  int64_t OH, int64_t OW, const float *x, float *y, void *scratch, struct tpool *pool)
+{
+	if (!c || !g_eng)
+		return -ENOTSUP;
+	struct entry *en = get_entry(c, H, W, w, b);
+	if (!en || !en->ok)
+		return -ENOTSUP;
+	struct job j = { c, en, H, W, OH, OW, x, y, scratch, 1, 0 };
+	if (!c->dw && en->rsrc) {
+		if ((size_t)N * en->src_bytes > kdnn_conv_scratch(&c->d, N, H, W))
+			return -ENOTSUP;
+		j.ns = c->d.C / en->cr;
+		tpool_for(pool, N * j.ns, 1, src_part, &j);
+	}
+	if (!atomic_load(&j.rc))
+		tpool_for(pool, N * c->nm, 1, conv_part, &j);
+	return atomic_load(&j.rc) ? -EIO : 0;
+}

@@ -103,6 +103,7 @@ int eng_model_load(const void *onnx, size_t len, const struct eng_options *opt, 
 		return rc;
 	}
 	eg_graph_mark_plan_data(g);
+	eng_gemm_pack_weights(g); /* weights held once, packed, before the first request */
 	m->inputs = xcalloc(g->n_inputs + 1, sizeof(struct eng_io));
 	for (int i = 0; i < g->n_inputs; i++)
 		io_fill(&m->inputs[i], &g->values[g->inputs[i]]);

@@ -1,6 +1,7 @@
 /* gemm.c - Gemm and MatMul (fp32) on the sgemm kernel. A constant 2-D B (the weights of a
- * fully connected layer) is packed once, at the first run, into room reserved in the node's
- * params at load time; bias and the fused activation (`_act...`; MatMul's `_bias=1` third input,
+ * fully connected layer) is packed once at load time (eng_gemm_pack_weights, after the graph
+ * rewrites) into room reserved in the node's params, and the original is freed when nothing
+ * else reads it; bias and the fused activation (`_act...`; MatMul's `_bias=1` third input,
  * set by the graph optimiser) run in the GEMM's epilogue. */
 #include "config.h"
 
@@ -14,15 +15,18 @@
 #include "kernels/gemm.h"
 #include "ops/ops.h"
 #include "threadpool.h"
+#include "util.h"
 
 void eng_broadcast_copy(const struct eng_tensor *src, struct eng_tensor *dst, struct tpool *pool);
 
-/* Per-node state: room for a packed constant B, filled at the first run. One allocation (the
- * graph frees params with free()); the mutex holds no resources. */
+/* Per-node state: room for a packed constant B, filled at load time (or at the first run if
+ * the constant changed after that). One allocation (the graph frees params with free()); the
+ * mutex holds no resources. */
 struct mm_params {
 	const struct eg_graph *g;
 	pthread_mutex_t mu;
 	const void *_Atomic src; /* B data the packed copy was made from; NULL until packed */
+	bool sole; /* the packed copy is all there is: B's data was freed */
 	bool trans; /* B stored N x K */
 	int64_t K, N;
 	struct kgemm_packed pk;
@@ -58,7 +62,9 @@ static const struct kgemm_packed *packed_b(const struct eg_node *n, const struct
 	if (!p || p->trans != trans || B->ndims != 2 || B->dims[trans ? 1 : 0] != p->K || B->dims[trans ? 0 : 1] != p->N)
 		return NULL;
 	const struct eng_tensor *k = p->g->values[n->in[1]].konst;
-	if (!k || k->data != B->data)
+	if (p->sole && k && kgemm_packed_ok(&p->pk))
+		return &p->pk;
+	if (!k || k->data != B->data || !B->data)
 		return NULL;
 	if (atomic_load(&p->src) == B->data && kgemm_packed_ok(&p->pk))
 		return &p->pk;
@@ -69,6 +75,77 @@ static const struct kgemm_packed *packed_b(const struct eg_node *n, const struct
 	}
 	pthread_mutex_unlock(&p->mu);
 	return &p->pk;
+}
+
+/* Whether node n is a Gemm or MatMul whose params hold room for its input 1. */
+static struct mm_params *mm_params_of(const struct eg_node *n)
+{
+	if (n->dead || !n->op || (n->op->run != eng_ops_gemm[0].run && n->op->run != eng_ops_gemm[1].run))
+		return NULL;
+	return n->n_in > 1 ? n->params : NULL;
+}
+
+/* The constant B node n can pack (room reserved for exactly its shape), or NULL. */
+static const struct eng_tensor *packable_b(const struct eg_graph *g, const struct eg_node *n, struct mm_params **pp)
+{
+	struct mm_params *p = mm_params_of(n);
+	const struct eng_tensor *k = p && n->in[1] >= 0 ? g->values[n->in[1]].konst : NULL;
+	if (!k || !k->data || k->dtype != DT_FP32 || k->ndims != 2 || k->dims[p->trans ? 1 : 0] != p->K ||
+	    k->dims[p->trans ? 0 : 1] != p->N)
+		return NULL;
+	*pp = p;
+	return k;
+}
+
+int eng_gemm_pack_weights(struct eg_graph *g)
+{
+	/* A constant can go once packed when every reader is a node that packs it as B: count
+	 * those readers, rule out values read any other way, then pack node by node and free each
+	 * original as soon as its last reader has packed it (so one layer at a time is doubled). */
+	int *left = xcalloc(g->n_values + 1, sizeof(int));
+	bool *keep = xcalloc(g->n_values + 1, sizeof(bool));
+	for (int i = 0; i < g->n_outputs; i++)
+		keep[g->outputs[i]] = true;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct eg_node *n = &g->nodes[i];
+		if (n->dead)
+			continue;
+		struct mm_params *p;
+		bool packs = packable_b(g, n, &p) != NULL;
+		for (int j = 0; j < n->n_in; j++)
+			if (n->in[j] >= 0) {
+				if (j == 1 && packs)
+					left[n->in[j]]++;
+				else
+					keep[n->in[j]] = true;
+			}
+	}
+	int packed = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct eg_node *n = &g->nodes[i];
+		struct mm_params *p;
+		const struct eng_tensor *k = n->dead ? NULL : packable_b(g, n, &p);
+		if (!k)
+			continue;
+		kgemm_pack_b_to(&p->pk, p->trans, p->K, p->N, k->data, k->dims[1], p->room);
+		atomic_store(&p->src, k->data);
+		packed++;
+		int v = n->in[1];
+		if (--left[v] == 0 && !keep[v] && !g->values[v].plan_data) {
+			free(g->values[v].konst->data);
+			g->values[v].konst->data = NULL;
+		}
+	}
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct eg_node *n = &g->nodes[i];
+		struct mm_params *p = mm_params_of(n);
+		if (p && !n->dead && n->in[1] >= 0 && g->values[n->in[1]].konst && !g->values[n->in[1]].konst->data &&
+		    atomic_load(&p->src))
+			p->sole = true;
+	}
+	free(left);
+	free(keep);
+	return packed;
 }
 
 /* ---- Gemm ---- */

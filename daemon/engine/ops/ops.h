@@ -104,6 +104,10 @@ struct eng_win {
  * dims kern[k]; ceil_mode rounds output sizes up (pools). */
 int eng_win_geom(const struct eg_node *n, int k, const int64_t *in, const int64_t *kern, bool ceil_mode,
 		 struct eng_win *w, char **err);
+/* Load time, after the graph rewrites and eg_graph_mark_plan_data: pack every constant 2-D B of
+ * a Gemm/MatMul into its node's params and free the original where only such nodes read it (the
+ * value keeps dtype and dims, data becomes NULL). Returns the number of nodes packed. */
+int eng_gemm_pack_weights(struct eg_graph *g);
 /* Broadcast the shapes of k tensors (numpy rules) into out; -EINVAL if incompatible. */
 int eng_broadcast_shape(struct eng_tensor *const *ts, int k, struct eng_tensor *out);
 

@@ -319,11 +319,114 @@ static void test_default_heap_does_not_grow(void **state)
 	check_steady_state(false);
 }
 
+/* X[N,8] -> MatMul(S) -> MatMul(S) -> MatMul(T) -> Add(T) -> Gemm(U, transB) -> Y[N,8]: S is
+ * read only as packed B (freed at load), T also by an Add (kept), U packed transposed. */
+static uint8_t *shared_model(size_t *len, float *S, float *T, float *U)
+{
+	unsigned seed = 3;
+	Onnx__ModelProto *m = xmalloc(sizeof(*m));
+	onnx__model_proto__init(m);
+	m->has_ir_version = 1;
+	m->ir_version = 8;
+	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
+	onnx__operator_set_id_proto__init(o);
+	o->domain = xstrdup("");
+	o->has_version = 1;
+	o->version = 13;
+	PUSH(m->n_opset_import, m->opset_import, o);
+	m->graph = xmalloc(sizeof(*m->graph));
+	onnx__graph_proto__init(m->graph);
+	m->graph->name = xstrdup("g");
+	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, (int64_t[]){ -1, 8 }));
+	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	const int64_t d[2] = { 8, 8 };
+	mb_init(m, "S", 2, d, &seed);
+	mb_init(m, "T", 2, d, &seed);
+	mb_init(m, "U", 2, d, &seed);
+	memcpy(S, m->graph->initializer[0]->raw_data.data, 64 * sizeof(float));
+	memcpy(T, m->graph->initializer[1]->raw_data.data, 64 * sizeof(float));
+	memcpy(U, m->graph->initializer[2]->raw_data.data, 64 * sizeof(float));
+	mb_node(m, "MatMul", "X", "S", NULL, "a");
+	mb_node(m, "MatMul", "a", "S", NULL, "b");
+	mb_node(m, "MatMul", "b", "T", NULL, "c");
+	mb_node(m, "Add", "c", "T", NULL, "e");
+	Onnx__NodeProto *gm = mb_node(m, "Gemm", "e", "U", NULL, "Y");
+	mb_ints(gm, "transB", 1, (int64_t[]){ 1 });
+	gm->attribute[0]->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+	gm->attribute[0]->has_i = 1;
+	gm->attribute[0]->i = 1;
+	gm->attribute[0]->n_ints = 0;
+	*len = onnx__model_proto__get_packed_size(m);
+	uint8_t *buf = xmalloc(*len + 1);
+	onnx__model_proto__pack(m, buf);
+	onnx__model_proto__free_unpacked(m, NULL);
+	return buf;
+}
+
+/* y[n,8] = x[n,8] @ w (w 8x8, transposed when t). */
+static void mm8(const float *x, const float *w, bool t, int n, float *y)
+{
+	for (int r = 0; r < n; r++)
+		for (int j = 0; j < 8; j++) {
+			double acc = 0;
+			for (int k = 0; k < 8; k++)
+				acc += (double)x[r * 8 + k] * w[t ? j * 8 + k : k * 8 + j];
+			y[r * 8 + j] = (float)acc;
+		}
+}
+
+static void test_weights_freed_once_packed_still_compute(void **state)
+{
+	float S[64], T[64], U[64];
+	size_t len;
+	uint8_t *buf = shared_model(&len, S, T, U);
+	char *err = NULL;
+	struct eng_options opt = { .threads = 2 };
+	struct eng_model *m;
+	struct eng_exec *x;
+	if (eng_model_load(buf, len, &opt, &m, &err))
+		fail_msg("load: %s", err);
+	assert_int_equal(eng_exec_create(m, &x, &err), 0);
+	/* Plans are made after load, so every run here reads the packed copies only; batch 5 does
+	 * not broadcast against T and must fail cleanly. */
+	for (int n = 8; n >= 5; n -= 3) {
+		float xd[8 * 8], a[8 * 8], b[8 * 8], c[8 * 8], want[8 * 8];
+		unsigned seed = 17;
+		for (int i = 0; i < n * 8; i++)
+			xd[i] = (float)(rand_r(&seed) % 2001 - 1000) / 1000.0f;
+		struct eng_tensor in = { .dtype = DT_FP32, .ndims = 2, .dims = { n, 8 }, .data = xd,
+					 .bytes = n * 8 * sizeof(float) };
+		struct eng_tensor out;
+		int rc = eng_exec_run(x, &in, &out, &err);
+		if (n != 8) {
+			assert_int_not_equal(rc, 0);
+			free(err);
+			err = NULL;
+			continue;
+		}
+		if (rc)
+			fail_msg("run: %s", err);
+		mm8(xd, S, false, n, a);
+		mm8(a, S, false, n, b);
+		mm8(b, T, false, n, c);
+		for (int i = 0; i < 64; i++)
+			c[i] += T[i];
+		mm8(c, U, true, n, want);
+		for (int i = 0; i < 64; i++)
+			if (!(fabsf(((float *)out.data)[i] - want[i]) <= 1e-4f + 1e-4f * fabsf(want[i])))
+				fail_msg("element %d: got %g want %g", i, ((float *)out.data)[i], want[i]);
+	}
+	eng_exec_free(x);
+	eng_model_free(m);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_own_kernels_allocate_nothing),
 		cmocka_unit_test(test_default_heap_does_not_grow),
+		cmocka_unit_test(test_weights_freed_once_packed_still_compute),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,12 @@
  * convolutions except plain 1x1 stride-1 unpadded ones, which stay on our packed GEMM (no
  * im2col there, and the layout reorders eat oneDNN's margin); grouped non-depthwise
  * convolutions, non-2-D ones and activations without a post-op stay on our kernels.
- * ACCELD_ENGINE_DNNL=0 turns the path off (A/B measurements).
+ * ACCELD_ENGINE_DNNL=0 turns the path off, =2 sends plain 1x1 ones to oneDNN too (A/B runs).
+ * Whole models, this path vs ACCELD_ENGINE_DNNL=0, engine-bench interleaved, median of 3 paired
+ * rounds, 2 threads: ResNet-18 b1 1.40x b8 1.59x, MobileNetV2 b1 2.02x b8 1.55x, ResNet-50 b1
+ * 1.03x b8 1.17x (its time is in 1x1 convolutions), parity unchanged, peak RSS +7..10 MiB.
+ * With =2 (1x1 too) vs the rule: MobileNetV2 1.14x / 1.20x, ResNet-50 1.02x / 0.94x, and per
+ * layer (2 threads) ResNet-50's 1x1 at batch 1 ran 0.55-0.77x: not a clear win, left off.
  *
  * Threading: Debian builds oneDNN with OpenMP. OpenMP teams and our pool would fight over the
  * cores (and a static OpenMP split stalls whenever a shared machine deschedules one thread), so
@@ -78,7 +83,7 @@ struct kdnn_conv {
 static dnnl_engine_t g_eng;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key;
-static bool g_off;
+static bool g_off, g_all; /* ACCELD_ENGINE_DNNL=0: never; =2: plain 1x1 ones too */
 
 /* Per-thread stream and scratch buffer. */
 struct tls {
@@ -102,6 +107,7 @@ static void global_init(void)
 {
 	const char *e = getenv("ACCELD_ENGINE_DNNL");
 	g_off = e && !strcmp(e, "0");
+	g_all = e && !strcmp(e, "2");
 	pthread_key_create(&g_key, tls_free);
 	if (dnnl_engine_create(&g_eng, dnnl_cpu, 0) != dnnl_success)
 		g_eng = NULL;
@@ -183,7 +189,7 @@ bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e)
 	if (d->G != 1)
 		return false;
 	bool plain1x1 = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && !d->pt && !d->pl && !d->pb && !d->pr;
-	return !plain1x1;
+	return !plain1x1 || g_all;
 }
 
 size_t kdnn_conv_scratch(const struct kdnn_conv_desc *d, int64_t N, int64_t H, int64_t W)

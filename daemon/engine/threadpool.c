@@ -21,11 +21,13 @@
 #include "threadpool.h"
 #include "util.h"
 
-/* How long an idle worker spins before it sleeps, and how long the caller spins on stragglers
- * before yielding its core to them. Requests at batch 1 run operators microseconds apart, so
- * workers that spin across those gaps start the next region at once. */
+/* An idle worker spins with pause for PAUSE_NS (regions back to back start at once), then
+ * spins calling sched_yield up to SPIN_NS (operators at batch 1 run microseconds apart; the
+ * yields hand the core to other processes on a loaded machine instead of pushing them onto
+ * the caller's core), then sleeps. The caller waits on stragglers the same way. */
+#define PAUSE_NS 5000
 #define SPIN_NS 200000
-#define JOIN_SPIN_NS 20000
+#define JOIN_SPIN_NS 5000
 
 struct tpool {
 	int n; /* threads in all, the caller included */
@@ -92,9 +94,17 @@ static void *worker(void *arg)
 	for (;;) {
 		uint64_t t0 = acc_now_ns();
 		int spins = 0;
+		bool yield = false;
 		while (atomic_load_explicit(&p->seq, memory_order_acquire) == seen) {
-			cpu_relax();
-			if ((++spins & 255) == 0 && acc_now_ns() - t0 > SPIN_NS) {
+			if (yield)
+				sched_yield();
+			else
+				cpu_relax();
+			if ((++spins & (yield ? 7 : 127)) != 0)
+				continue;
+			uint64_t dt = acc_now_ns() - t0;
+			yield = dt > PAUSE_NS;
+			if (dt > SPIN_NS) {
 				atomic_fetch_add(&p->sleepers, 1);
 				while (atomic_load(&p->seq) == seen && !atomic_load(&p->stop))
 					futex_wait(&p->seq, seen);

@@ -38,7 +38,8 @@ struct tpool {
 	_Alignas(64) atomic_uint_fast64_t next; /* region number << 32 | next chunk to claim */
 	_Alignas(64) atomic_int_fast64_t done; /* chunks finished in the current region */
 	/* The region: written by the caller before next is published, read-only until it ends. */
-	_Alignas(64) int64_t n_chunks, chunk, total;
+	_Alignas(64) atomic_int_fast64_t n_chunks; /* read before a claim, maybe a newer region's: atomic */
+	int64_t chunk, total;
 	tpool_fn fn;
 	void *arg;
 	uint32_t region;
@@ -72,7 +73,7 @@ static void work(struct tpool *p, uint32_t r)
 		if ((uint32_t)(v >> 32) != r)
 			return;
 		int64_t c = (int64_t)(v & 0xffffffffu);
-		if (c >= p->n_chunks)
+		if (c >= atomic_load_explicit(&p->n_chunks, memory_order_relaxed))
 			return;
 		if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
 							   memory_order_acquire))
@@ -172,7 +173,8 @@ void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg
 	if (chunks > 4 * p->n)
 		chunks = 4 * p->n;
 	p->chunk = (n + chunks - 1) / chunks;
-	p->n_chunks = (n + p->chunk - 1) / p->chunk;
+	int64_t n_chunks = (n + p->chunk - 1) / p->chunk;
+	atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
 	p->total = n;
 	p->fn = fn;
 	p->arg = arg;
@@ -184,10 +186,10 @@ void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg
 		futex_wake_all(&p->seq);
 	work(p, r);
 	/* Every chunk is claimed; wait for those still running elsewhere. */
-	if (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_chunks) {
+	if (atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks) {
 		uint64_t t0 = acc_now_ns();
 		int spins = 0;
-		while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_chunks) {
+		while (atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks) {
 			cpu_relax();
 			if ((++spins & 255) == 0 && acc_now_ns() - t0 > JOIN_SPIN_NS)
 				sched_yield();

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -326,6 +327,29 @@ static void test_tpool_covers_every_item_once(void **state)
 	}
 }
 
+static void test_tpool_regions_across_sleep_and_wake(void **state)
+{
+	/* Gaps around the workers' spin-then-sleep threshold, busy gaps and back-to-back regions
+	 * of random sizes: every region still covers each item once. */
+	unsigned seed = 1;
+	for (int threads = 2; threads <= 3; threads++) {
+		struct tpool *p = tpool_create(threads);
+		for (int i = 0; i < 3000; i++) {
+			int r = rand_r(&seed) % 100;
+			if (r < 2)
+				usleep(150 + rand_r(&seed) % 150);
+			else if (r < 8)
+				for (volatile int k = 0, m = rand_r(&seed) % 20000; k < m; k++)
+					;
+			int64_t n = 1 + rand_r(&seed) % 300;
+			struct sum_job j = { 0, 0 };
+			tpool_for(p, n, 1 + rand_r(&seed) % 8, sum_part, &j);
+			assert_int_equal(atomic_load(&j.sum), n * (n - 1) / 2);
+		}
+		tpool_free(p);
+	}
+}
+
 static void test_tpool_create_free_at_once(void **state)
 {
 	/* Stopping before a worker first ran must not leave it asleep (join would hang). */
@@ -347,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_resnet_stem_maxpool),
 		cmocka_unit_test(test_global_pools),
 		cmocka_unit_test(test_tpool_covers_every_item_once),
+		cmocka_unit_test(test_tpool_regions_across_sleep_and_wake),
 		cmocka_unit_test(test_tpool_create_free_at_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

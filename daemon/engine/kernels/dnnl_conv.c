@@ -42,7 +42,6 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
-#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -54,6 +53,9 @@
 #include "kernels/dnnl_conv.h"
 #include "threadpool.h"
 #include "util.h"
+
+/* libgomp's (oneDNN's OpenMP runtime); declared here so no omp.h is needed to build. */
+extern void omp_set_num_threads(int n);
 
 /* Primitives for one input size. */
 struct entry {

@@ -42,6 +42,10 @@ struct opt_stats {
 	int nodes_before, nodes_after;
 };
 
+/* Whether opt_graph folds activation act (enum opt_act) into its producer: the cheap ones
+ * (Relu, Clip, HardSwish, LeakyRelu) always; Sigmoid, Tanh and GELU only with
+ * ACCELD_ENGINE_FUSE_ALL_ACTS=1, until the kernels' epilogue computes them vectorised. */
+bool opt_act_fusable(int act);
 /* Whether ACCELD_ENGINE_NO_OPT is set (non-empty, not "0"): skip opt_graph. */
 bool opt_disabled_by_env(void);
 /* Rewrite g in place (see above); st, if non-NULL, receives counts. Returns 0, or a -errno with

@@ -560,6 +560,10 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	double work = (double)M * N * K;
 	int64_t panels = (N + f->nr - 1) / f->nr, strips = (M + f->mr - 1) / f->mr;
 	j.split_n = panels >= 2 * nt || panels >= strips;
+	/* B packed ahead (weights) and A not: splitting the rows packs each row of A once, where
+	 * splitting the columns packs all of A once per part. */
+	if (pb && !pa && strips >= 2 * nt)
+		j.split_n = false;
 	j.units = j.split_n ? panels : strips;
 	int64_t parts = work < 6e4 ? 1 : work < 2e7 ? nt : 2 * nt;
 	if (parts > j.units)

@@ -297,6 +297,44 @@ static int matmul_infer(const struct eg_node *n, struct eng_tensor *const *in, s
 	return rc;
 }
 
+/* One MatMul's batched GEMMs, for a range of batch indices. */
+struct mm_batch_job {
+	const struct mm_geom *g;
+	const float *A, *B;
+	float *C;
+	const struct kepi *epi;
+	int64_t M, N, K;
+	struct tpool *pool; /* for each GEMM (NULL when the batch is split among threads) */
+};
+
+/* Batch indices [b, e) of a mm_batch_job, broadcast offsets from each index's coordinates. */
+static void mm_batch_part(void *arg, int64_t b, int64_t e)
+{
+	const struct mm_batch_job *j = arg;
+	const struct mm_geom *g = j->g;
+	int64_t M = j->M, N = j->N, K = j->K;
+	for (int64_t bi = b; bi < e; bi++) {
+		int64_t oa = 0, ob = 0, sa = 1, sb = 1, rest = bi;
+		for (int d = g->nb - 1; d >= 0; d--) {
+			int64_t id = rest % g->batch[d];
+			rest /= g->batch[d];
+			int da = d - (g->nb - g->a.ndims), db = d - (g->nb - g->b.ndims);
+			if (da >= 0) {
+				if (g->a.dims[da] != 1)
+					oa += id * sa;
+				sa *= g->a.dims[da];
+			}
+			if (db >= 0) {
+				if (g->b.dims[db] != 1)
+					ob += id * sb;
+				sb *= g->b.dims[db];
+			}
+		}
+		kgemm_ex(false, false, M, N, K, 1.0f, j->A + oa * M * K, K, NULL, j->B + ob * K * N, N, NULL, 0.0f,
+			 j->C + bi * M * N, N, j->epi, j->pool);
+	}
+}
+
 static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		      void *scratch, struct eng_ctx *ctx, char **err)
 {
@@ -324,30 +362,17 @@ static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, str
 			return 0;
 		}
 	}
-	/* General case: one GEMM per batch index, with broadcast offsets. */
-	int64_t idx[TENSOR_MAX_DIMS] = { 0 };
-	for (int64_t bi = 0; bi < nbatch; bi++) {
-		int64_t oa = 0, ob = 0, sa = 1, sb = 1;
-		for (int d = g.nb - 1; d >= 0; d--) {
-			int da = d - (g.nb - g.a.ndims), db = d - (g.nb - g.b.ndims);
-			if (da >= 0) {
-				if (g.a.dims[da] != 1)
-					oa += idx[d] * sa;
-				sa *= g.a.dims[da];
-			}
-			if (db >= 0) {
-				if (g.b.dims[db] != 1)
-					ob += idx[d] * sb;
-				sb *= g.b.dims[db];
-			}
-		}
-		kgemm_ex(false, false, M, N, K, 1.0f, A + oa * M * K, K, NULL, B + ob * K * N, N, NULL, 0.0f,
-			 C + bi * M * N, N, &epi, ctx->pool);
-		for (int d = g.nb - 1; d >= 0; d--) {
-			if (++idx[d] < g.batch[d])
-				break;
-			idx[d] = 0;
-		}
+	/* General case: one GEMM per batch index, with broadcast offsets. Many small GEMMs (the
+	 * attention products) share the batch out among the threads, each GEMM on one thread;
+	 * a few big ones split inside each GEMM instead. */
+	struct mm_batch_job bj = { &g, A, B, C, &epi, M, N, K, NULL };
+	int nt = tpool_size(ctx->pool);
+	if (nt > 1 && nbatch >= nt && (double)M * N * K < 2e7) {
+		int64_t per = nbatch / (2 * nt) > 0 ? nbatch / (2 * nt) : 1;
+		tpool_for(ctx->pool, nbatch, per, mm_batch_part, &bj);
+	} else {
+		bj.pool = ctx->pool;
+		mm_batch_part(&bj, 0, nbatch);
 	}
 	return 0;
 }

@@ -21,6 +21,7 @@
 
 #include "engine.h"
 #include "onnx.pb-c.h"
+#include "onnx_builder.h"
 #include "util.h"
 
 /* ---- allocation counter: this program's malloc family forwards to glibc's and counts ---- */
@@ -92,147 +93,39 @@ int posix_memalign(void **out, size_t a, size_t n)
 /* ---- a small CNN: Conv+Relu, MaxPool, Conv, AveragePool, GlobalAveragePool, Flatten, Gemm,
  * MatMul ---- */
 
-#define T_FLOAT 1
-
-#define PUSH(n, arr, p)                                                                           \
-	do {                                                                                          \
-		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
-		(arr)[(n)++] = (p);                                                                       \
-	} while (0)
-
-static Onnx__ValueInfoProto *mb_vi(const char *name, int ndims, const int64_t *dims)
-{
-	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
-	onnx__value_info_proto__init(v);
-	v->name = xstrdup(name);
-	v->type = xmalloc(sizeof(*v->type));
-	onnx__type_proto__init(v->type);
-	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
-	onnx__type_proto__tensor__init(v->type->tensor_type);
-	v->type->tensor_type->has_elem_type = 1;
-	v->type->tensor_type->elem_type = T_FLOAT;
-	if (ndims >= 0) {
-		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
-		onnx__tensor_shape_proto__init(s);
-		for (int i = 0; i < ndims; i++) {
-			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
-			onnx__tensor_shape_proto__dimension__init(d);
-			if (dims[i] >= 0) {
-				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-				d->dim_value = dims[i];
-			} else {
-				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-				d->dim_param = xstrdup("N");
-			}
-			PUSH(s->n_dim, s->dim, d);
-		}
-		v->type->tensor_type->shape = s;
-	}
-	return v;
-}
-
-/* A random fp32 initializer. */
-static void mb_init(Onnx__ModelProto *m, const char *name, int ndims, const int64_t *dims, unsigned *seed)
-{
-	Onnx__TensorProto *t = xmalloc(sizeof(*t));
-	onnx__tensor_proto__init(t);
-	t->name = xstrdup(name);
-	t->has_data_type = 1;
-	t->data_type = T_FLOAT;
-	int64_t n = 1;
-	for (int i = 0; i < ndims; i++) {
-		PUSH(t->n_dims, t->dims, dims[i]);
-		n *= dims[i];
-	}
-	t->has_raw_data = 1;
-	t->raw_data.len = n * sizeof(float);
-	float *f = xmalloc(t->raw_data.len + 1);
-	for (int64_t i = 0; i < n; i++)
-		f[i] = (float)(rand_r(seed) % 2001 - 1000) / 4000.0f;
-	t->raw_data.data = (uint8_t *)f;
-	PUSH(m->graph->n_initializer, m->graph->initializer, t);
-}
-
-static Onnx__NodeProto *mb_node(Onnx__ModelProto *m, const char *op, const char *in0, const char *in1,
-				const char *in2, const char *out)
-{
-	Onnx__NodeProto *n = xmalloc(sizeof(*n));
-	onnx__node_proto__init(n);
-	n->op_type = xstrdup(op);
-	const char *ins[3] = { in0, in1, in2 };
-	for (int i = 0; i < 3 && ins[i]; i++)
-		PUSH(n->n_input, n->input, xstrdup(ins[i]));
-	PUSH(n->n_output, n->output, xstrdup(out));
-	PUSH(m->graph->n_node, m->graph->node, n);
-	return n;
-}
-
-static void mb_ints(Onnx__NodeProto *n, const char *name, int cnt, const int64_t *v)
-{
-	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
-	onnx__attribute_proto__init(a);
-	a->name = xstrdup(name);
-	a->has_type = 1;
-	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-	for (int i = 0; i < cnt; i++)
-		PUSH(a->n_ints, a->ints, v[i]);
-	PUSH(n->n_attribute, n->attribute, a);
-}
-
 static uint8_t *cnn_model(size_t *len)
 {
 	unsigned seed = 5;
-	Onnx__ModelProto *m = xmalloc(sizeof(*m));
-	onnx__model_proto__init(m);
-	m->has_ir_version = 1;
-	m->ir_version = 8;
-	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
-	onnx__operator_set_id_proto__init(o);
-	o->domain = xstrdup("");
-	o->has_version = 1;
-	o->version = 13;
-	PUSH(m->n_opset_import, m->opset_import, o);
-	m->graph = xmalloc(sizeof(*m->graph));
-	onnx__graph_proto__init(m->graph);
-	m->graph->name = xstrdup("g");
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 4, (int64_t[]){ -1, 3, 32, 32 }));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
-	mb_init(m, "W1", 4, (int64_t[]){ 16, 3, 3, 3 }, &seed);
-	mb_init(m, "B1", 1, (int64_t[]){ 16 }, &seed);
-	mb_init(m, "W2", 4, (int64_t[]){ 32, 16, 3, 3 }, &seed);
-	mb_init(m, "W3", 4, (int64_t[]){ 32, 1, 3, 3 }, &seed);
-	mb_init(m, "G", 2, (int64_t[]){ 32, 64 }, &seed);
-	mb_init(m, "GB", 1, (int64_t[]){ 64 }, &seed);
-	mb_init(m, "M", 2, (int64_t[]){ 64, 10 }, &seed);
+	Onnx__ModelProto *m = mb_new(13, NULL);
+	mb_input(m, "X", MB_FLOAT, 4, (int64_t[]){ -1, 3, 32, 32 });
+	mb_output(m, "Y", MB_FLOAT);
+	mb_init_rand(m, "W1", 4, (int64_t[]){ 16, 3, 3, 3 }, &seed);
+	mb_init_rand(m, "B1", 1, (int64_t[]){ 16 }, &seed);
+	mb_init_rand(m, "W2", 4, (int64_t[]){ 32, 16, 3, 3 }, &seed);
+	mb_init_rand(m, "W3", 4, (int64_t[]){ 32, 1, 3, 3 }, &seed);
+	mb_init_rand(m, "G", 2, (int64_t[]){ 32, 64 }, &seed);
+	mb_init_rand(m, "GB", 1, (int64_t[]){ 64 }, &seed);
+	mb_init_rand(m, "M", 2, (int64_t[]){ 64, 10 }, &seed);
 	const int64_t p1[4] = { 1, 1, 1, 1 }, k3[2] = { 3, 3 }, s2[2] = { 2, 2 };
-	mb_ints(mb_node(m, "Conv", "X", "W1", "B1", "c1"), "pads", 4, p1);
-	mb_node(m, "Relu", "c1", NULL, NULL, "r1");
-	Onnx__NodeProto *mp = mb_node(m, "MaxPool", "r1", NULL, NULL, "p1");
-	mb_ints(mp, "kernel_shape", 2, k3);
-	mb_ints(mp, "strides", 2, s2);
-	mb_ints(mp, "pads", 4, p1);
-	mb_ints(mb_node(m, "Conv", "p1", "W2", NULL, "c2"), "pads", 4, p1);
-	Onnx__NodeProto *dw = mb_node(m, "Conv", "c2", "W3", NULL, "c3");
-	mb_ints(dw, "pads", 4, p1);
-	mb_ints(dw, "group", 1, (int64_t[]){ 32 });
-	dw->attribute[1]->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT; /* group is an INT */
-	dw->attribute[1]->has_i = 1;
-	dw->attribute[1]->i = 32;
-	dw->attribute[1]->n_ints = 0;
-	Onnx__NodeProto *ap = mb_node(m, "AveragePool", "c3", NULL, NULL, "a3");
-	mb_ints(ap, "kernel_shape", 2, k3);
-	mb_ints(ap, "pads", 4, p1);
-	mb_node(m, "GlobalAveragePool", "a3", NULL, NULL, "g");
-	mb_node(m, "Flatten", "g", NULL, NULL, "f");
-	mb_node(m, "Gemm", "f", "G", "GB", "h");
-	mb_node(m, "Relu", "h", NULL, NULL, "hr");
-	mb_node(m, "MatMul", "hr", "M", NULL, "Y");
-	*len = onnx__model_proto__get_packed_size(m);
-	uint8_t *buf = xmalloc(*len + 1);
-	onnx__model_proto__pack(m, buf);
-	onnx__model_proto__free_unpacked(m, NULL);
-	return buf;
+	mb_attr_ints(mb_node(m, "Conv", NULL, MB_L("X", "W1", "B1"), MB_L("c1")), "pads", 4, p1);
+	mb_node(m, "Relu", NULL, MB_L("c1"), MB_L("r1"));
+	Onnx__NodeProto *mp = mb_node(m, "MaxPool", NULL, MB_L("r1"), MB_L("p1"));
+	mb_attr_ints(mp, "kernel_shape", 2, k3);
+	mb_attr_ints(mp, "strides", 2, s2);
+	mb_attr_ints(mp, "pads", 4, p1);
+	mb_attr_ints(mb_node(m, "Conv", NULL, MB_L("p1", "W2"), MB_L("c2")), "pads", 4, p1);
+	Onnx__NodeProto *dw = mb_node(m, "Conv", NULL, MB_L("c2", "W3"), MB_L("c3"));
+	mb_attr_ints(dw, "pads", 4, p1);
+	mb_attr_int(dw, "group", 32);
+	Onnx__NodeProto *ap = mb_node(m, "AveragePool", NULL, MB_L("c3"), MB_L("a3"));
+	mb_attr_ints(ap, "kernel_shape", 2, k3);
+	mb_attr_ints(ap, "pads", 4, p1);
+	mb_node(m, "GlobalAveragePool", NULL, MB_L("a3"), MB_L("g"));
+	mb_node(m, "Flatten", NULL, MB_L("g"), MB_L("f"));
+	mb_node(m, "Gemm", NULL, MB_L("f", "G", "GB"), MB_L("h"));
+	mb_node(m, "Relu", NULL, MB_L("h"), MB_L("hr"));
+	mb_node(m, "MatMul", NULL, MB_L("hr", "M"), MB_L("Y"));
+	return mb_pack(m, len);
 }
 
 /* Load the CNN, and for threads 1 and 2, batch 1 and 4: warm up, then check that steady-state
@@ -324,43 +217,23 @@ static void test_default_heap_does_not_grow(void **state)
 static uint8_t *shared_model(size_t *len, float *S, float *T, float *U)
 {
 	unsigned seed = 3;
-	Onnx__ModelProto *m = xmalloc(sizeof(*m));
-	onnx__model_proto__init(m);
-	m->has_ir_version = 1;
-	m->ir_version = 8;
-	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
-	onnx__operator_set_id_proto__init(o);
-	o->domain = xstrdup("");
-	o->has_version = 1;
-	o->version = 13;
-	PUSH(m->n_opset_import, m->opset_import, o);
-	m->graph = xmalloc(sizeof(*m->graph));
-	onnx__graph_proto__init(m->graph);
-	m->graph->name = xstrdup("g");
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, (int64_t[]){ -1, 8 }));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	Onnx__ModelProto *m = mb_new(13, NULL);
+	mb_input(m, "X", MB_FLOAT, 2, (int64_t[]){ -1, 8 });
+	mb_output(m, "Y", MB_FLOAT);
 	const int64_t d[2] = { 8, 8 };
-	mb_init(m, "S", 2, d, &seed);
-	mb_init(m, "T", 2, d, &seed);
-	mb_init(m, "U", 2, d, &seed);
+	mb_init_rand(m, "S", 2, d, &seed);
+	mb_init_rand(m, "T", 2, d, &seed);
+	mb_init_rand(m, "U", 2, d, &seed);
 	memcpy(S, m->graph->initializer[0]->raw_data.data, 64 * sizeof(float));
 	memcpy(T, m->graph->initializer[1]->raw_data.data, 64 * sizeof(float));
 	memcpy(U, m->graph->initializer[2]->raw_data.data, 64 * sizeof(float));
-	mb_node(m, "MatMul", "X", "S", NULL, "a");
-	mb_node(m, "MatMul", "a", "S", NULL, "b");
-	mb_node(m, "MatMul", "b", "T", NULL, "c");
-	mb_node(m, "Add", "c", "T", NULL, "e");
-	Onnx__NodeProto *gm = mb_node(m, "Gemm", "e", "U", NULL, "Y");
-	mb_ints(gm, "transB", 1, (int64_t[]){ 1 });
-	gm->attribute[0]->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-	gm->attribute[0]->has_i = 1;
-	gm->attribute[0]->i = 1;
-	gm->attribute[0]->n_ints = 0;
-	*len = onnx__model_proto__get_packed_size(m);
-	uint8_t *buf = xmalloc(*len + 1);
-	onnx__model_proto__pack(m, buf);
-	onnx__model_proto__free_unpacked(m, NULL);
-	return buf;
+	mb_node(m, "MatMul", NULL, MB_L("X", "S"), MB_L("a"));
+	mb_node(m, "MatMul", NULL, MB_L("a", "S"), MB_L("b"));
+	mb_node(m, "MatMul", NULL, MB_L("b", "T"), MB_L("c"));
+	mb_node(m, "Add", NULL, MB_L("c", "T"), MB_L("e"));
+	Onnx__NodeProto *gm = mb_node(m, "Gemm", NULL, MB_L("e", "U"), MB_L("Y"));
+	mb_attr_int(gm, "transB", 1);
+	return mb_pack(m, len);
 }
 
 /* y[n,8] = x[n,8] @ w (w 8x8, transposed when t). */

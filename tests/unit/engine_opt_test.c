@@ -18,153 +18,10 @@
 #include "graph.h"
 #include "onnx.h"
 #include "onnx.pb-c.h"
+#include "onnx_builder.h"
 #include "ops/ops.h"
 #include "opt.h"
 #include "util.h"
-
-/* ---- a small ModelProto builder ---- */
-
-#define T_FLOAT 1
-#define T_INT64 7
-
-#define PUSH(n, arr, p)                                                                           \
-	do {                                                                                          \
-		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
-		(arr)[(n)++] = (p);                                                                       \
-	} while (0)
-#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
-
-/* A model with one default-domain opset. */
-static Onnx__ModelProto *mb_new(int64_t opset)
-{
-	Onnx__ModelProto *m = xmalloc(sizeof(*m));
-	onnx__model_proto__init(m);
-	m->has_ir_version = 1;
-	m->ir_version = 8;
-	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
-	onnx__operator_set_id_proto__init(o);
-	o->domain = xstrdup("");
-	o->has_version = 1;
-	o->version = opset;
-	PUSH(m->n_opset_import, m->opset_import, o);
-	m->graph = xmalloc(sizeof(*m->graph));
-	onnx__graph_proto__init(m->graph);
-	m->graph->name = xstrdup("g");
-	return m;
-}
-
-/* A float ValueInfo; dims[i] < 0 is the symbol "N"; ndims < 0 leaves the shape out. */
-static Onnx__ValueInfoProto *mb_vi(const char *name, int ndims, const int64_t *dims)
-{
-	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
-	onnx__value_info_proto__init(v);
-	v->name = xstrdup(name);
-	v->type = xmalloc(sizeof(*v->type));
-	onnx__type_proto__init(v->type);
-	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
-	onnx__type_proto__tensor__init(v->type->tensor_type);
-	v->type->tensor_type->has_elem_type = 1;
-	v->type->tensor_type->elem_type = T_FLOAT;
-	if (ndims >= 0) {
-		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
-		onnx__tensor_shape_proto__init(s);
-		for (int i = 0; i < ndims; i++) {
-			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
-			onnx__tensor_shape_proto__dimension__init(d);
-			if (dims[i] >= 0) {
-				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-				d->dim_value = dims[i];
-			} else {
-				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-				d->dim_param = xstrdup("N");
-			}
-			PUSH(s->n_dim, s->dim, d);
-		}
-		v->type->tensor_type->shape = s;
-	}
-	return v;
-}
-
-/* A tensor initializer of elem type (T_FLOAT or T_INT64) from raw bytes. */
-static void mb_init(Onnx__ModelProto *m, const char *name, int elem, int ndims, const int64_t *dims, const void *data)
-{
-	Onnx__TensorProto *t = xmalloc(sizeof(*t));
-	onnx__tensor_proto__init(t);
-	t->name = xstrdup(name);
-	t->has_data_type = 1;
-	t->data_type = elem;
-	int64_t n = 1;
-	for (int i = 0; i < ndims; i++) {
-		PUSH(t->n_dims, t->dims, dims[i]);
-		n *= dims[i];
-	}
-	t->has_raw_data = 1;
-	t->raw_data.len = n * (elem == T_INT64 ? 8 : 4);
-	t->raw_data.data = xmalloc(t->raw_data.len + 1);
-	memcpy(t->raw_data.data, data, t->raw_data.len);
-	PUSH(m->graph->n_initializer, m->graph->initializer, t);
-}
-
-/* A scalar float initializer. */
-static void mb_scalar(Onnx__ModelProto *m, const char *name, float v)
-{
-	mb_init(m, name, T_FLOAT, 0, NULL, &v);
-}
-
-/* A node; ins and outs are NULL-terminated. */
-static Onnx__NodeProto *mb_node(Onnx__ModelProto *m, const char *op, const char *const *ins, const char *const *outs)
-{
-	Onnx__NodeProto *n = xmalloc(sizeof(*n));
-	onnx__node_proto__init(n);
-	n->op_type = xstrdup(op);
-	n->name = xasprintf("%s_%zu", op, m->graph->n_node);
-	for (; *ins; ins++)
-		PUSH(n->n_input, n->input, xstrdup(*ins));
-	for (; *outs; outs++)
-		PUSH(n->n_output, n->output, xstrdup(*outs));
-	PUSH(m->graph->n_node, m->graph->node, n);
-	return n;
-}
-
-/* An attribute of type t on n. */
-static Onnx__AttributeProto *mb_attr(Onnx__NodeProto *n, const char *name, int t)
-{
-	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
-	onnx__attribute_proto__init(a);
-	a->name = xstrdup(name);
-	a->has_type = 1;
-	a->type = t;
-	PUSH(n->n_attribute, n->attribute, a);
-	return a;
-}
-
-/* An INTS attribute. */
-static void mb_ints(Onnx__NodeProto *n, const char *name, int k, const int64_t *v)
-{
-	Onnx__AttributeProto *a = mb_attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-	for (int i = 0; i < k; i++)
-		PUSH(a->n_ints, a->ints, v[i]);
-}
-
-/* A FLOAT attribute. */
-static void mb_float(Onnx__ModelProto *m, Onnx__NodeProto *n, const char *name, float v)
-{
-	(void)m;
-	Onnx__AttributeProto *a = mb_attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
-	a->has_f = 1;
-	a->f = v;
-}
-
-/* Serialize and free m. */
-static uint8_t *mb_pack(Onnx__ModelProto *m, size_t *len)
-{
-	*len = onnx__model_proto__get_packed_size(m);
-	uint8_t *buf = xmalloc(*len + 1);
-	onnx__model_proto__pack(m, buf);
-	onnx__model_proto__free_unpacked(m, NULL);
-	return buf;
-}
 
 /* ---- running ---- */
 
@@ -249,9 +106,9 @@ static float cb_w[CB_K * CB_C * 9], cb_b[CB_K], cb_scale[CB_K], cb_beta[CB_K], c
 /* X[N,2,5,5] -> Conv(3x3, pad 1) -> BatchNormalization -> act (Relu, or Clip(0, 6) when clip). */
 static uint8_t *conv_bn_model(bool clip, size_t *len)
 {
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, NULL);
 	int64_t xd[4] = { -1, CB_C, CB_H, CB_H }, wd[4] = { CB_K, CB_C, 3, 3 }, kd[1] = { CB_K };
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 4, xd));
+	mb_input(m, "X", MB_FLOAT, 4, xd);
 	fill(cb_w, ACC_ARRAY_LEN(cb_w), 1);
 	fill(cb_b, CB_K, 2);
 	fill(cb_scale, CB_K, 3);
@@ -260,25 +117,25 @@ static uint8_t *conv_bn_model(bool clip, size_t *len)
 	fill(cb_var, CB_K, 6);
 	for (int i = 0; i < CB_K; i++)
 		cb_var[i] = fabsf(cb_var[i]) + 0.1f;
-	mb_init(m, "W", T_FLOAT, 4, wd, cb_w);
-	mb_init(m, "B", T_FLOAT, 1, kd, cb_b);
-	mb_init(m, "scale", T_FLOAT, 1, kd, cb_scale);
-	mb_init(m, "beta", T_FLOAT, 1, kd, cb_beta);
-	mb_init(m, "mean", T_FLOAT, 1, kd, cb_mean);
-	mb_init(m, "var", T_FLOAT, 1, kd, cb_var);
-	Onnx__NodeProto *c = mb_node(m, "Conv", L("X", "W", "B"), L("c"));
+	mb_init(m, "W", MB_FLOAT, 4, wd, cb_w);
+	mb_init(m, "B", MB_FLOAT, 1, kd, cb_b);
+	mb_init(m, "scale", MB_FLOAT, 1, kd, cb_scale);
+	mb_init(m, "beta", MB_FLOAT, 1, kd, cb_beta);
+	mb_init(m, "mean", MB_FLOAT, 1, kd, cb_mean);
+	mb_init(m, "var", MB_FLOAT, 1, kd, cb_var);
+	Onnx__NodeProto *c = mb_node_auto(m, "Conv", MB_L("X", "W", "B"), MB_L("c"));
 	int64_t pads[4] = { 1, 1, 1, 1 };
-	mb_ints(c, "pads", 4, pads);
-	Onnx__NodeProto *bn = mb_node(m, "BatchNormalization", L("c", "scale", "beta", "mean", "var"), L("bn"));
-	mb_float(m, bn, "epsilon", 1e-3f);
+	mb_attr_ints(c, "pads", 4, pads);
+	Onnx__NodeProto *bn = mb_node_auto(m, "BatchNormalization", MB_L("c", "scale", "beta", "mean", "var"), MB_L("bn"));
+	mb_attr_float(bn, "epsilon", 1e-3f);
 	if (clip) {
 		mb_scalar(m, "lo", 0.0f);
 		mb_scalar(m, "hi", 6.0f);
-		mb_node(m, "Clip", L("bn", "lo", "hi"), L("Y"));
+		mb_node_auto(m, "Clip", MB_L("bn", "lo", "hi"), MB_L("Y"));
 	} else {
-		mb_node(m, "Relu", L("bn"), L("Y"));
+		mb_node_auto(m, "Relu", MB_L("bn"), MB_L("Y"));
 	}
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_output(m, "Y", MB_FLOAT);
 	return mb_pack(m, len);
 }
 
@@ -338,21 +195,21 @@ static void test_conv_bn_act(void **state)
 static void test_conv_bn_shared_output_kept(void **state)
 {
 	(void)state;
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, NULL);
 	int64_t xd[4] = { -1, CB_C, CB_H, CB_H }, wd[4] = { CB_K, CB_C, 3, 3 }, kd[1] = { CB_K };
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 4, xd));
+	mb_input(m, "X", MB_FLOAT, 4, xd);
 	fill(cb_w, ACC_ARRAY_LEN(cb_w), 1);
 	for (int i = 0; i < CB_K; i++)
 		cb_var[i] = 1.0f, cb_scale[i] = 2.0f, cb_beta[i] = cb_mean[i] = 0.5f;
-	mb_init(m, "W", T_FLOAT, 4, wd, cb_w);
-	mb_init(m, "scale", T_FLOAT, 1, kd, cb_scale);
-	mb_init(m, "beta", T_FLOAT, 1, kd, cb_beta);
-	mb_init(m, "mean", T_FLOAT, 1, kd, cb_mean);
-	mb_init(m, "var", T_FLOAT, 1, kd, cb_var);
-	mb_node(m, "Conv", L("X", "W"), L("c"));
-	mb_node(m, "BatchNormalization", L("c", "scale", "beta", "mean", "var"), L("bn"));
-	mb_node(m, "Add", L("c", "bn"), L("Y"));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_init(m, "W", MB_FLOAT, 4, wd, cb_w);
+	mb_init(m, "scale", MB_FLOAT, 1, kd, cb_scale);
+	mb_init(m, "beta", MB_FLOAT, 1, kd, cb_beta);
+	mb_init(m, "mean", MB_FLOAT, 1, kd, cb_mean);
+	mb_init(m, "var", MB_FLOAT, 1, kd, cb_var);
+	mb_node_auto(m, "Conv", MB_L("X", "W"), MB_L("c"));
+	mb_node_auto(m, "BatchNormalization", MB_L("c", "scale", "beta", "mean", "var"), MB_L("bn"));
+	mb_node_auto(m, "Add", MB_L("c", "bn"), MB_L("Y"));
+	mb_output(m, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(m, &len);
 	struct opt_stats st;
@@ -367,30 +224,30 @@ static void test_conv_bn_shared_output_kept(void **state)
  * (early); leak makes the Erf output a second graph output. */
 static uint8_t *gelu_model(bool early, bool leak, size_t *len)
 {
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, NULL);
 	int64_t xd[2] = { -1, 6 };
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
+	mb_input(m, "X", MB_FLOAT, 2, xd);
 	mb_scalar(m, "half", 0.5f);
 	mb_scalar(m, "one", 1.0f);
 	if (early) {
 		mb_scalar(m, "rs2", (float)M_SQRT1_2);
-		mb_node(m, "Mul", L("X", "rs2"), L("q"));
+		mb_node_auto(m, "Mul", MB_L("X", "rs2"), MB_L("q"));
 	} else {
 		mb_scalar(m, "s2", (float)M_SQRT2);
-		mb_node(m, "Div", L("X", "s2"), L("q"));
+		mb_node_auto(m, "Div", MB_L("X", "s2"), MB_L("q"));
 	}
-	mb_node(m, "Erf", L("q"), L("e"));
-	mb_node(m, "Add", L("e", "one"), L("a"));
+	mb_node_auto(m, "Erf", MB_L("q"), MB_L("e"));
+	mb_node_auto(m, "Add", MB_L("e", "one"), MB_L("a"));
 	if (early) {
-		mb_node(m, "Mul", L("half", "X"), L("h"));
-		mb_node(m, "Mul", L("h", "a"), L("Y"));
+		mb_node_auto(m, "Mul", MB_L("half", "X"), MB_L("h"));
+		mb_node_auto(m, "Mul", MB_L("h", "a"), MB_L("Y"));
 	} else {
-		mb_node(m, "Mul", L("X", "a"), L("p"));
-		mb_node(m, "Mul", L("p", "half"), L("Y"));
+		mb_node_auto(m, "Mul", MB_L("X", "a"), MB_L("p"));
+		mb_node_auto(m, "Mul", MB_L("p", "half"), MB_L("Y"));
 	}
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_output(m, "Y", MB_FLOAT);
 	if (leak)
-		PUSH(m->graph->n_output, m->graph->output, mb_vi("e", -1, NULL));
+		mb_output(m, "e", MB_FLOAT);
 	return mb_pack(m, len);
 }
 
@@ -431,26 +288,26 @@ static float ln_w[LN_D], ln_b[LN_D];
 /* X[N,4,8] -> the opset-13 LayerNorm spelling over axes (last, or 1 when axis1). */
 static uint8_t *layernorm_model(bool axis1, size_t *len)
 {
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, NULL);
 	int64_t xd[3] = { -1, 4, LN_D }, kd[1] = { LN_D };
 	int64_t ax = axis1 ? 1 : -1;
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 3, xd));
+	mb_input(m, "X", MB_FLOAT, 3, xd);
 	fill(ln_w, LN_D, 21);
 	fill(ln_b, LN_D, 22);
-	mb_init(m, "w", T_FLOAT, 1, kd, ln_w);
-	mb_init(m, "b", T_FLOAT, 1, kd, ln_b);
+	mb_init(m, "w", MB_FLOAT, 1, kd, ln_w);
+	mb_init(m, "b", MB_FLOAT, 1, kd, ln_b);
 	mb_scalar(m, "two", 2.0f);
 	mb_scalar(m, "eps", 1e-5f);
-	mb_ints(mb_node(m, "ReduceMean", L("X"), L("mu")), "axes", 1, &ax);
-	mb_node(m, "Sub", L("X", "mu"), L("d"));
-	mb_node(m, "Pow", L("d", "two"), L("d2"));
-	mb_ints(mb_node(m, "ReduceMean", L("d2"), L("var")), "axes", 1, &ax);
-	mb_node(m, "Add", L("var", "eps"), L("ve"));
-	mb_node(m, "Sqrt", L("ve"), L("sd"));
-	mb_node(m, "Div", L("d", "sd"), L("nrm"));
-	mb_node(m, "Mul", L("nrm", "w"), L("sc"));
-	mb_node(m, "Add", L("sc", "b"), L("Y"));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_attr_ints(mb_node_auto(m, "ReduceMean", MB_L("X"), MB_L("mu")), "axes", 1, &ax);
+	mb_node_auto(m, "Sub", MB_L("X", "mu"), MB_L("d"));
+	mb_node_auto(m, "Pow", MB_L("d", "two"), MB_L("d2"));
+	mb_attr_ints(mb_node_auto(m, "ReduceMean", MB_L("d2"), MB_L("var")), "axes", 1, &ax);
+	mb_node_auto(m, "Add", MB_L("var", "eps"), MB_L("ve"));
+	mb_node_auto(m, "Sqrt", MB_L("ve"), MB_L("sd"));
+	mb_node_auto(m, "Div", MB_L("d", "sd"), MB_L("nrm"));
+	mb_node_auto(m, "Mul", MB_L("nrm", "w"), MB_L("sc"));
+	mb_node_auto(m, "Add", MB_L("sc", "b"), MB_L("Y"));
+	mb_output(m, "Y", MB_FLOAT);
 	return mb_pack(m, len);
 }
 
@@ -495,18 +352,18 @@ static void test_layernorm_pattern(void **state)
 static void test_matmul_bias_act(void **state)
 {
 	(void)state;
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, NULL);
 	int64_t xd[2] = { -1, 4 }, wd[2] = { 4, 5 }, bd[1] = { 5 };
 	float w[20], b[5];
 	fill(w, 20, 41);
 	fill(b, 5, 42);
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
-	mb_init(m, "W", T_FLOAT, 2, wd, w);
-	mb_init(m, "b", T_FLOAT, 1, bd, b);
-	mb_node(m, "MatMul", L("X", "W"), L("p"));
-	mb_node(m, "Add", L("b", "p"), L("q"));
-	mb_node(m, "Relu", L("q"), L("Y"));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_input(m, "X", MB_FLOAT, 2, xd);
+	mb_init(m, "W", MB_FLOAT, 2, wd, w);
+	mb_init(m, "b", MB_FLOAT, 1, bd, b);
+	mb_node_auto(m, "MatMul", MB_L("X", "W"), MB_L("p"));
+	mb_node_auto(m, "Add", MB_L("b", "p"), MB_L("q"));
+	mb_node_auto(m, "Relu", MB_L("q"), MB_L("Y"));
+	mb_output(m, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(m, &len);
 	struct opt_stats st;
@@ -536,17 +393,17 @@ static void test_matmul_bias_act(void **state)
 static void test_matmul_bias_wrong_shape_kept(void **state)
 {
 	(void)state;
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, NULL);
 	int64_t xd[2] = { 2, 4 }, wd[2] = { 4, 5 }, bd[2] = { 2, 5 };
 	float w[20], b[10];
 	fill(w, 20, 51);
 	fill(b, 10, 52);
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
-	mb_init(m, "W", T_FLOAT, 2, wd, w);
-	mb_init(m, "b", T_FLOAT, 2, bd, b);
-	mb_node(m, "MatMul", L("X", "W"), L("p"));
-	mb_node(m, "Add", L("p", "b"), L("Y"));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+	mb_input(m, "X", MB_FLOAT, 2, xd);
+	mb_init(m, "W", MB_FLOAT, 2, wd, w);
+	mb_init(m, "b", MB_FLOAT, 2, bd, b);
+	mb_node_auto(m, "MatMul", MB_L("X", "W"), MB_L("p"));
+	mb_node_auto(m, "Add", MB_L("p", "b"), MB_L("Y"));
+	mb_output(m, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(m, &len);
 	struct opt_stats st;
@@ -574,34 +431,34 @@ static void test_activation_kinds(void **state)
 			setenv("ACCELD_ENGINE_FUSE_ALL_ACTS", "1", 1);
 		size_t ak = k % ACC_ARRAY_LEN(acts);
 		bool gelu = !strcmp(acts[ak], "GELU");
-		Onnx__ModelProto *m = mb_new(14); /* HardSwish */
-		PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2, xd));
-		mb_init(m, "W", T_FLOAT, 2, wd, w);
-		mb_init(m, "B", T_FLOAT, 1, bd, b);
+		Onnx__ModelProto *m = mb_new(14, NULL); /* HardSwish */
+		mb_input(m, "X", MB_FLOAT, 2, xd);
+		mb_init(m, "W", MB_FLOAT, 2, wd, w);
+		mb_init(m, "B", MB_FLOAT, 1, bd, b);
 		if (gelu) {
-			mb_node(m, "MatMul", L("X", "W"), L("p"));
-			mb_node(m, "Add", L("p", "B"), L("h"));
+			mb_node_auto(m, "MatMul", MB_L("X", "W"), MB_L("p"));
+			mb_node_auto(m, "Add", MB_L("p", "B"), MB_L("h"));
 			mb_scalar(m, "s2", (float)M_SQRT2);
 			mb_scalar(m, "one", 1.0f);
 			mb_scalar(m, "half", 0.5f);
-			mb_node(m, "Div", L("h", "s2"), L("q"));
-			mb_node(m, "Erf", L("q"), L("e"));
-			mb_node(m, "Add", L("e", "one"), L("a"));
-			mb_node(m, "Mul", L("h", "a"), L("g"));
-			mb_node(m, "Mul", L("g", "half"), L("Y"));
+			mb_node_auto(m, "Div", MB_L("h", "s2"), MB_L("q"));
+			mb_node_auto(m, "Erf", MB_L("q"), MB_L("e"));
+			mb_node_auto(m, "Add", MB_L("e", "one"), MB_L("a"));
+			mb_node_auto(m, "Mul", MB_L("h", "a"), MB_L("g"));
+			mb_node_auto(m, "Mul", MB_L("g", "half"), MB_L("Y"));
 		} else {
-			mb_node(m, "Gemm", L("X", "W", "B"), L("h"));
+			mb_node_auto(m, "Gemm", MB_L("X", "W", "B"), MB_L("h"));
 			if (!strcmp(acts[ak], "Clip")) {
 				mb_scalar(m, "lo", -0.5f);
 				mb_scalar(m, "hi", 0.75f);
-				mb_node(m, "Clip", L("h", "lo", "hi"), L("Y"));
+				mb_node_auto(m, "Clip", MB_L("h", "lo", "hi"), MB_L("Y"));
 			} else {
-				Onnx__NodeProto *a = mb_node(m, acts[ak], L("h"), L("Y"));
+				Onnx__NodeProto *a = mb_node_auto(m, acts[ak], MB_L("h"), MB_L("Y"));
 				if (!strcmp(acts[ak], "LeakyRelu"))
-					mb_float(m, a, "alpha", 0.2f);
+					mb_attr_float(a, "alpha", 0.2f);
 			}
 		}
-		PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
+		mb_output(m, "Y", MB_FLOAT);
 		size_t len;
 		uint8_t *buf = mb_pack(m, &len);
 		struct opt_stats st;

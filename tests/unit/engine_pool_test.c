@@ -17,63 +17,9 @@
 
 #include "engine.h"
 #include "onnx.pb-c.h"
+#include "onnx_builder.h"
 #include "threadpool.h"
 #include "util.h"
-
-#define T_FLOAT 1
-
-#define PUSH(n, arr, p)                                                                           \
-	do {                                                                                          \
-		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
-		(arr)[(n)++] = (p);                                                                       \
-	} while (0)
-
-/* A ValueInfo with a fixed fp32 shape (ndims < 0: none). */
-static Onnx__ValueInfoProto *mb_vi(const char *name, int ndims, const int64_t *dims)
-{
-	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
-	onnx__value_info_proto__init(v);
-	v->name = xstrdup(name);
-	v->type = xmalloc(sizeof(*v->type));
-	onnx__type_proto__init(v->type);
-	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
-	onnx__type_proto__tensor__init(v->type->tensor_type);
-	v->type->tensor_type->has_elem_type = 1;
-	v->type->tensor_type->elem_type = T_FLOAT;
-	if (ndims >= 0) {
-		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
-		onnx__tensor_shape_proto__init(s);
-		for (int i = 0; i < ndims; i++) {
-			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
-			onnx__tensor_shape_proto__dimension__init(d);
-			d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-			d->dim_value = dims[i];
-			PUSH(s->n_dim, s->dim, d);
-		}
-		v->type->tensor_type->shape = s;
-	}
-	return v;
-}
-
-/* An INT or INTS attribute (n < 0: INT v[0]). */
-static void mb_attr(Onnx__NodeProto *n, const char *name, int cnt, const int64_t *v)
-{
-	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
-	onnx__attribute_proto__init(a);
-	a->name = xstrdup(name);
-	a->has_type = 1;
-	if (cnt < 0) {
-		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-		a->has_i = 1;
-		a->i = v[0];
-	} else {
-		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-		for (int i = 0; i < cnt; i++)
-			PUSH(a->n_ints, a->ints, v[i]);
-	}
-	PUSH(n->n_attribute, n->attribute, a);
-}
 
 /* Geometry of one random case. */
 struct geo {
@@ -85,49 +31,28 @@ struct geo {
 /* A one-node model for g, serialised. */
 static uint8_t *pool_model(const struct geo *g, size_t *len)
 {
-	Onnx__ModelProto *m = xmalloc(sizeof(*m));
-	onnx__model_proto__init(m);
-	m->has_ir_version = 1;
-	m->ir_version = 8;
-	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
-	onnx__operator_set_id_proto__init(o);
-	o->domain = xstrdup("");
-	o->has_version = 1;
-	o->version = 19;
-	PUSH(m->n_opset_import, m->opset_import, o);
-	m->graph = xmalloc(sizeof(*m->graph));
-	onnx__graph_proto__init(m->graph);
-	m->graph->name = xstrdup("g");
+	Onnx__ModelProto *m = mb_new(19, NULL);
 	int64_t dims[5] = { g->N, g->C, g->in[0], g->in[1], g->in[2] };
-	PUSH(m->graph->n_input, m->graph->input, mb_vi("X", 2 + g->k, dims));
-	PUSH(m->graph->n_output, m->graph->output, mb_vi("Y", -1, NULL));
-	Onnx__NodeProto *n = xmalloc(sizeof(*n));
-	onnx__node_proto__init(n);
-	n->op_type = xstrdup(g->global ? (g->maxp ? "GlobalMaxPool" : "GlobalAveragePool")
-				       : (g->maxp ? "MaxPool" : "AveragePool"));
-	PUSH(n->n_input, n->input, xstrdup("X"));
-	PUSH(n->n_output, n->output, xstrdup("Y"));
+	mb_input(m, "X", MB_FLOAT, 2 + g->k, dims);
+	mb_output(m, "Y", MB_FLOAT);
+	const char *op = g->global ? (g->maxp ? "GlobalMaxPool" : "GlobalAveragePool")
+				   : (g->maxp ? "MaxPool" : "AveragePool");
+	Onnx__NodeProto *n = mb_node(m, op, NULL, MB_L("X"), MB_L("Y"));
 	if (!g->global) {
 		int64_t pads[6];
 		for (int i = 0; i < g->k; i++) {
 			pads[i] = g->pb[i];
 			pads[g->k + i] = g->pe[i];
 		}
-		mb_attr(n, "kernel_shape", g->k, g->kern);
-		mb_attr(n, "strides", g->k, g->stride);
-		mb_attr(n, "dilations", g->k, g->dil);
-		mb_attr(n, "pads", 2 * g->k, pads);
-		int64_t c = g->ceil, ip = g->include_pad;
-		mb_attr(n, "ceil_mode", -1, &c);
+		mb_attr_ints(n, "kernel_shape", g->k, g->kern);
+		mb_attr_ints(n, "strides", g->k, g->stride);
+		mb_attr_ints(n, "dilations", g->k, g->dil);
+		mb_attr_ints(n, "pads", 2 * g->k, pads);
+		mb_attr_int(n, "ceil_mode", g->ceil);
 		if (!g->maxp)
-			mb_attr(n, "count_include_pad", -1, &ip);
+			mb_attr_int(n, "count_include_pad", g->include_pad);
 	}
-	PUSH(m->graph->n_node, m->graph->node, n);
-	*len = onnx__model_proto__get_packed_size(m);
-	uint8_t *buf = xmalloc(*len + 1);
-	onnx__model_proto__pack(m, buf);
-	onnx__model_proto__free_unpacked(m, NULL);
-	return buf;
+	return mb_pack(m, len);
 }
 
 /* Output element o (flat spatial index) of plane x, from the ONNX definition. */

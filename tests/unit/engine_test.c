@@ -15,149 +15,8 @@
 
 #include "engine.h"
 #include "onnx.pb-c.h"
+#include "onnx_builder.h"
 #include "util.h"
-
-/* ---- a tiny ModelProto builder (everything malloc'ed, freed by free_unpacked) ---- */
-
-#define T_FLOAT 1
-#define T_INT64 7
-
-/* Append p to a protobuf-c repeated field. */
-#define PUSH(n, arr, p)                                                                           \
-	do {                                                                                          \
-		(arr) = xreallocarray((arr), (n) + 1, sizeof(*(arr)));                                    \
-		(arr)[(n)++] = (p);                                                                       \
-	} while (0)
-
-static Onnx__ModelProto *mb_new(int64_t opset)
-{
-	Onnx__ModelProto *m = xmalloc(sizeof(*m));
-	onnx__model_proto__init(m);
-	m->has_ir_version = 1;
-	m->ir_version = 8;
-	m->producer_name = xstrdup("engine_test");
-	Onnx__OperatorSetIdProto *o = xmalloc(sizeof(*o));
-	onnx__operator_set_id_proto__init(o);
-	o->domain = xstrdup("");
-	o->has_version = 1;
-	o->version = opset;
-	PUSH(m->n_opset_import, m->opset_import, o);
-	m->graph = xmalloc(sizeof(*m->graph));
-	onnx__graph_proto__init(m->graph);
-	m->graph->name = xstrdup("g");
-	return m;
-}
-
-/* A ValueInfo; ndims < 0 leaves the shape out; dims[i] < 0 becomes the symbol "N". */
-static Onnx__ValueInfoProto *mb_vi(const char *name, int elem, int ndims, const int64_t *dims)
-{
-	Onnx__ValueInfoProto *v = xmalloc(sizeof(*v));
-	onnx__value_info_proto__init(v);
-	v->name = xstrdup(name);
-	v->type = xmalloc(sizeof(*v->type));
-	onnx__type_proto__init(v->type);
-	v->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-	v->type->tensor_type = xmalloc(sizeof(*v->type->tensor_type));
-	onnx__type_proto__tensor__init(v->type->tensor_type);
-	v->type->tensor_type->has_elem_type = 1;
-	v->type->tensor_type->elem_type = elem;
-	if (ndims >= 0) {
-		Onnx__TensorShapeProto *s = xmalloc(sizeof(*s));
-		onnx__tensor_shape_proto__init(s);
-		for (int i = 0; i < ndims; i++) {
-			Onnx__TensorShapeProto__Dimension *d = xmalloc(sizeof(*d));
-			onnx__tensor_shape_proto__dimension__init(d);
-			if (dims[i] >= 0) {
-				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-				d->dim_value = dims[i];
-			} else {
-				d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-				d->dim_param = xstrdup("N");
-			}
-			PUSH(s->n_dim, s->dim, d);
-		}
-		v->type->tensor_type->shape = s;
-	}
-	return v;
-}
-
-static void mb_input(Onnx__ModelProto *m, const char *name, int elem, int ndims, const int64_t *dims)
-{
-	PUSH(m->graph->n_input, m->graph->input, mb_vi(name, elem, ndims, dims));
-}
-
-static void mb_output(Onnx__ModelProto *m, const char *name, int elem)
-{
-	PUSH(m->graph->n_output, m->graph->output, mb_vi(name, elem, -1, NULL));
-}
-
-/* An fp32 initializer (raw_data). */
-static Onnx__TensorProto *mb_init_f32(Onnx__ModelProto *m, const char *name, int ndims, const int64_t *dims,
-				      const float *data)
-{
-	Onnx__TensorProto *t = xmalloc(sizeof(*t));
-	onnx__tensor_proto__init(t);
-	t->name = xstrdup(name);
-	t->has_data_type = 1;
-	t->data_type = T_FLOAT;
-	int64_t n = 1;
-	for (int i = 0; i < ndims; i++) {
-		PUSH(t->n_dims, t->dims, dims[i]);
-		n *= dims[i];
-	}
-	t->has_raw_data = 1;
-	t->raw_data.len = n * sizeof(float);
-	t->raw_data.data = xmalloc(t->raw_data.len + 1);
-	memcpy(t->raw_data.data, data, t->raw_data.len);
-	PUSH(m->graph->n_initializer, m->graph->initializer, t);
-	return t;
-}
-
-/* A node with inputs and outputs given as NULL-terminated lists. */
-static Onnx__NodeProto *mb_node(Onnx__ModelProto *m, const char *op, const char *name, const char *const *ins,
-				const char *const *outs)
-{
-	Onnx__NodeProto *n = xmalloc(sizeof(*n));
-	onnx__node_proto__init(n);
-	n->op_type = xstrdup(op);
-	n->name = xstrdup(name);
-	for (; *ins; ins++)
-		PUSH(n->n_input, n->input, xstrdup(*ins));
-	for (; *outs; outs++)
-		PUSH(n->n_output, n->output, xstrdup(*outs));
-	PUSH(m->graph->n_node, m->graph->node, n);
-	return n;
-}
-
-static Onnx__AttributeProto *mb_attr(Onnx__NodeProto *n, const char *name, int type)
-{
-	Onnx__AttributeProto *a = xmalloc(sizeof(*a));
-	onnx__attribute_proto__init(a);
-	a->name = xstrdup(name);
-	a->has_type = 1;
-	a->type = type;
-	PUSH(n->n_attribute, n->attribute, a);
-	return a;
-}
-
-static void mb_attr_int(Onnx__NodeProto *n, const char *name, int64_t v)
-{
-	Onnx__AttributeProto *a = mb_attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
-	a->has_i = 1;
-	a->i = v;
-}
-
-/* Serialize m and free it. */
-static uint8_t *mb_pack(Onnx__ModelProto *m, size_t *len)
-{
-	*len = onnx__model_proto__get_packed_size(m);
-	uint8_t *buf = xmalloc(*len + 1);
-	onnx__model_proto__pack(m, buf);
-	onnx__model_proto__free_unpacked(m, NULL);
-	return buf;
-}
-
-#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
 /* ---- models ---- */
 
@@ -168,18 +27,18 @@ static const float W2[3 * 2] = { 1.0f, -1.0f, 0.5f, 0.25f, -0.3f, 0.7f };
 /* X[N,4] -> Gemm(W1,B1) -> Relu -> MatMul(W2) -> Softmax(axis 1) -> Y[N,2]. */
 static uint8_t *mlp_model(size_t *len)
 {
-	Onnx__ModelProto *m = mb_new(13);
+	Onnx__ModelProto *m = mb_new(13, "engine_test");
 	int64_t xd[2] = { -1, 4 }, w1d[2] = { 4, 3 }, b1d[1] = { 3 }, w2d[2] = { 3, 2 };
-	mb_input(m, "X", T_FLOAT, 2, xd);
-	mb_init_f32(m, "W1", 2, w1d, W1);
-	mb_init_f32(m, "B1", 1, b1d, B1);
-	mb_init_f32(m, "W2", 2, w2d, W2);
-	mb_node(m, "Gemm", "fc1", L("X", "W1", "B1"), L("h"));
-	mb_node(m, "Relu", "relu", L("h"), L("r"));
-	mb_node(m, "MatMul", "fc2", L("r", "W2"), L("z"));
-	Onnx__NodeProto *sm = mb_node(m, "Softmax", "sm", L("z"), L("Y"));
+	mb_input(m, "X", MB_FLOAT, 2, xd);
+	mb_init(m, "W1", MB_FLOAT, 2, w1d, W1);
+	mb_init(m, "B1", MB_FLOAT, 1, b1d, B1);
+	mb_init(m, "W2", MB_FLOAT, 2, w2d, W2);
+	mb_node(m, "Gemm", "fc1", MB_L("X", "W1", "B1"), MB_L("h"));
+	mb_node(m, "Relu", "relu", MB_L("h"), MB_L("r"));
+	mb_node(m, "MatMul", "fc2", MB_L("r", "W2"), MB_L("z"));
+	Onnx__NodeProto *sm = mb_node(m, "Softmax", "sm", MB_L("z"), MB_L("Y"));
 	mb_attr_int(sm, "axis", 1);
-	mb_output(m, "Y", T_FLOAT);
+	mb_output(m, "Y", MB_FLOAT);
 	return mb_pack(m, len);
 }
 
@@ -386,12 +245,12 @@ static void test_malformed_bytes(void **state)
 
 static void test_unsupported_op_names_op_node_opset(void **state)
 {
-	Onnx__ModelProto *mp = mb_new(13);
+	Onnx__ModelProto *mp = mb_new(13, "engine_test");
 	int64_t d[1] = { 4 };
-	mb_input(mp, "X", T_FLOAT, 1, d);
-	mb_node(mp, "Relu", "ok", L("X"), L("a"));
-	mb_node(mp, "FrobnicateX", "my_node", L("a"), L("Y"));
-	mb_output(mp, "Y", T_FLOAT);
+	mb_input(mp, "X", MB_FLOAT, 1, d);
+	mb_node(mp, "Relu", "ok", MB_L("X"), MB_L("a"));
+	mb_node(mp, "FrobnicateX", "my_node", MB_L("a"), MB_L("Y"));
+	mb_output(mp, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(mp, &len);
 	struct eng_model *m;
@@ -410,12 +269,12 @@ static void test_unsupported_op_names_op_node_opset(void **state)
 
 static void test_unsupported_attribute_and_external_data(void **state)
 {
-	Onnx__ModelProto *mp = mb_new(13);
+	Onnx__ModelProto *mp = mb_new(13, "engine_test");
 	int64_t d[1] = { 4 };
-	mb_input(mp, "X", T_FLOAT, 1, d);
-	Onnx__NodeProto *n = mb_node(mp, "Relu", "r", L("X"), L("Y"));
+	mb_input(mp, "X", MB_FLOAT, 1, d);
+	Onnx__NodeProto *n = mb_node(mp, "Relu", "r", MB_L("X"), MB_L("Y"));
 	mb_attr_int(n, "sparkle", 1);
-	mb_output(mp, "Y", T_FLOAT);
+	mb_output(mp, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(mp, &len);
 	struct eng_model *m;
@@ -427,14 +286,14 @@ static void test_unsupported_attribute_and_external_data(void **state)
 	err = NULL;
 	free(buf);
 
-	mp = mb_new(13);
-	mb_input(mp, "X", T_FLOAT, 1, d);
+	mp = mb_new(13, "engine_test");
+	mb_input(mp, "X", MB_FLOAT, 1, d);
 	float w[4] = { 1, 2, 3, 4 };
-	Onnx__TensorProto *t = mb_init_f32(mp, "W", 1, d, w);
+	Onnx__TensorProto *t = mb_init(mp, "W", MB_FLOAT, 1, d, w);
 	t->has_data_location = 1;
 	t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-	mb_node(mp, "Add", "add", L("X", "W"), L("Y"));
-	mb_output(mp, "Y", T_FLOAT);
+	mb_node(mp, "Add", "add", MB_L("X", "W"), MB_L("Y"));
+	mb_output(mp, "Y", MB_FLOAT);
 	buf = mb_pack(mp, &len);
 	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -ENOTSUP);
 	assert_non_null(strstr(err, "external"));
@@ -455,14 +314,14 @@ static void test_op_supported(void **state)
 /* X[N,6] -> Relu -> Reshape(shape input S) -> Sigmoid -> Y: views, in place, shape-keyed plans. */
 static void test_reshape_by_input_and_views(void **state)
 {
-	Onnx__ModelProto *mp = mb_new(14);
+	Onnx__ModelProto *mp = mb_new(14, "engine_test");
 	int64_t xd[2] = { -1, 6 }, sd[1] = { 2 };
-	mb_input(mp, "X", T_FLOAT, 2, xd);
-	mb_input(mp, "S", T_INT64, 1, sd);
-	mb_node(mp, "Relu", "relu", L("X"), L("a"));
-	mb_node(mp, "Reshape", "rs", L("a", "S"), L("b"));
-	mb_node(mp, "Sigmoid", "sig", L("b"), L("Y"));
-	mb_output(mp, "Y", T_FLOAT);
+	mb_input(mp, "X", MB_FLOAT, 2, xd);
+	mb_input(mp, "S", MB_INT64, 1, sd);
+	mb_node(mp, "Relu", "relu", MB_L("X"), MB_L("a"));
+	mb_node(mp, "Reshape", "rs", MB_L("a", "S"), MB_L("b"));
+	mb_node(mp, "Sigmoid", "sig", MB_L("b"), MB_L("Y"));
+	mb_output(mp, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(mp, &len);
 	struct eng_model *m;
@@ -508,13 +367,13 @@ static void test_reshape_by_input_and_views(void **state)
 static void test_graph_order_and_cycles(void **state)
 {
 	/* Nodes listed out of order still run in dependency order. */
-	Onnx__ModelProto *mp = mb_new(13);
+	Onnx__ModelProto *mp = mb_new(13, "engine_test");
 	int64_t d[1] = { 3 };
-	mb_input(mp, "X", T_FLOAT, 1, d);
-	mb_node(mp, "Neg", "second", L("a"), L("Y"));
-	mb_node(mp, "Abs", "first", L("X"), L("a"));
-	mb_node(mp, "Exp", "unused", L("X"), L("dead")); /* no output needs it: dropped */
-	mb_output(mp, "Y", T_FLOAT);
+	mb_input(mp, "X", MB_FLOAT, 1, d);
+	mb_node(mp, "Neg", "second", MB_L("a"), MB_L("Y"));
+	mb_node(mp, "Abs", "first", MB_L("X"), MB_L("a"));
+	mb_node(mp, "Exp", "unused", MB_L("X"), MB_L("dead")); /* no output needs it: dropped */
+	mb_output(mp, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(mp, &len);
 	struct eng_model *m;
@@ -531,21 +390,21 @@ static void test_graph_order_and_cycles(void **state)
 	eng_exec_free(x);
 	eng_model_free(m);
 
-	mp = mb_new(13);
-	mb_input(mp, "X", T_FLOAT, 1, d);
-	mb_node(mp, "Add", "a", L("X", "c"), L("b"));
-	mb_node(mp, "Relu", "b", L("b"), L("c"));
-	mb_output(mp, "c", T_FLOAT);
+	mp = mb_new(13, "engine_test");
+	mb_input(mp, "X", MB_FLOAT, 1, d);
+	mb_node(mp, "Add", "a", MB_L("X", "c"), MB_L("b"));
+	mb_node(mp, "Relu", "b", MB_L("b"), MB_L("c"));
+	mb_output(mp, "c", MB_FLOAT);
 	buf = mb_pack(mp, &len);
 	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -EINVAL);
 	assert_non_null(strstr(err, "cycle"));
 	free(err);
 	free(buf);
 
-	mp = mb_new(13);
-	mb_input(mp, "X", T_FLOAT, 1, d);
-	mb_node(mp, "Add", "a", L("X", "nowhere"), L("Y"));
-	mb_output(mp, "Y", T_FLOAT);
+	mp = mb_new(13, "engine_test");
+	mb_input(mp, "X", MB_FLOAT, 1, d);
+	mb_node(mp, "Add", "a", MB_L("X", "nowhere"), MB_L("Y"));
+	mb_output(mp, "Y", MB_FLOAT);
 	buf = mb_pack(mp, &len);
 	err = NULL;
 	assert_int_equal(eng_model_load(buf, len, NULL, &m, &err), -EINVAL);
@@ -598,13 +457,13 @@ static void test_threads_and_parallel_execs(void **state)
 				s += (double)big_x[i * BK + k] * big_w[k * BN + j];
 			big_want[i * BN + j] = (float)(s > 0 ? s : 0);
 		}
-	Onnx__ModelProto *mp = mb_new(13);
+	Onnx__ModelProto *mp = mb_new(13, "engine_test");
 	int64_t xd[2] = { -1, BK }, wd[2] = { BK, BN };
-	mb_input(mp, "X", T_FLOAT, 2, xd);
-	mb_init_f32(mp, "W", 2, wd, big_w);
-	mb_node(mp, "MatMul", "mm", L("X", "W"), L("h"));
-	mb_node(mp, "Relu", "relu", L("h"), L("Y"));
-	mb_output(mp, "Y", T_FLOAT);
+	mb_input(mp, "X", MB_FLOAT, 2, xd);
+	mb_init(mp, "W", MB_FLOAT, 2, wd, big_w);
+	mb_node(mp, "MatMul", "mm", MB_L("X", "W"), MB_L("h"));
+	mb_node(mp, "Relu", "relu", MB_L("h"), MB_L("Y"));
+	mb_output(mp, "Y", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(mp, &len);
 	struct eng_model *m;
@@ -629,15 +488,15 @@ static void test_threads_and_parallel_execs(void **state)
 /* Constant subgraphs are folded at load; a graph output that is a constant is still returned. */
 static void test_constant_output(void **state)
 {
-	Onnx__ModelProto *mp = mb_new(13);
+	Onnx__ModelProto *mp = mb_new(13, "engine_test");
 	int64_t d[1] = { 2 };
-	mb_input(mp, "X", T_FLOAT, 1, d);
+	mb_input(mp, "X", MB_FLOAT, 1, d);
 	float c[2] = { 3, 4 };
-	mb_init_f32(mp, "C", 1, d, c);
-	mb_node(mp, "Mul", "sq", L("C", "C"), L("C2"));
-	mb_node(mp, "Add", "add", L("X", "C2"), L("Y"));
-	mb_output(mp, "Y", T_FLOAT);
-	mb_output(mp, "C2", T_FLOAT);
+	mb_init(mp, "C", MB_FLOAT, 1, d, c);
+	mb_node(mp, "Mul", "sq", MB_L("C", "C"), MB_L("C2"));
+	mb_node(mp, "Add", "add", MB_L("X", "C2"), MB_L("Y"));
+	mb_output(mp, "Y", MB_FLOAT);
+	mb_output(mp, "C2", MB_FLOAT);
 	size_t len;
 	uint8_t *buf = mb_pack(mp, &len);
 	struct eng_model *m;

@@ -99,6 +99,9 @@ int infer_validate(const struct infer_request *req, char **err)
 {
 	const struct model *m = req->model;
 	size_t n = model_n_inputs(m);
+	if (req->n_inputs > n)
+		return acc_err(err, -EINVAL, "model '%s' has %zu input%s, the request gives %zu", model_name(m),
+			       n, n == 1 ? "" : "s", req->n_inputs);
 	for (size_t i = 0; i < req->n_inputs; i++) {
 		if (!req->inputs[i].name)
 			return acc_err(err, -EINVAL, "input %zu has no name", i);

@@ -12,6 +12,7 @@
 
 #define MODELCFG_MAX_BATCH 1048576
 #define MODELCFG_DERIVED_MAX_BATCH 64
+#define MODELCFG_MAX_INSTANCES 64
 
 struct modelcfg {
 	char *platform;
@@ -193,6 +194,7 @@ int modelcfg_parse(const char *name, const char *text, json_t **out, char **err)
 	}
 	size_t i;
 	const json_t *g;
+	long long instances = 0;
 	json_array_foreach(ig, i, g) {
 		char where[64];
 		snprintf(where, sizeof(where), "config instance_group[%zu].", i);
@@ -200,6 +202,12 @@ int modelcfg_parse(const char *name, const char *text, json_t **out, char **err)
 		    get_str(g, "kind", &s, where, err) < 0) {
 			if (!json_is_object(g))
 				acc_err(err, -EINVAL, "config instance_group[%zu]: expected an object", i);
+			goto bad;
+		}
+		instances += x;
+		if (instances > MODELCFG_MAX_INSTANCES) {
+			acc_err(err, -EINVAL, "config instance_group: more than %d instances in all",
+				MODELCFG_MAX_INSTANCES);
 			goto bad;
 		}
 		if (s && strcmp(s, "KIND_CPU") != 0 && strcmp(s, "KIND_AUTO") != 0 && strcmp(s, "KIND_GPU") != 0) {
@@ -319,6 +327,10 @@ static int merge_io(const char *kind, const struct eng_io *g, const json_t *t, i
 	io->dtype = g->dtype;
 	io->ndims = g->ndims;
 	memcpy(io->dims, g->dims, sizeof(io->dims));
+	/* An output may leave its rank undeclared (reported with an empty shape); an input may not:
+	 * requests are checked against it. */
+	if (g->ndims < 0 && (strcmp(kind, "input") == 0 || (t && json_object_get(t, "dims"))))
+		return acc_err(err, -EINVAL, "%s '%s' has no declared shape in the ONNX graph", kind, g->name);
 	if (mbs > 0 && (g->ndims < 1 || g->dims[0] >= 0))
 		return acc_err(err, -EINVAL,
 			       "max_batch_size is %d but %s '%s' has no variable first (batch) dimension in the ONNX graph",

@@ -294,7 +294,8 @@ int repo_load(struct repo *r, const char *name, const char *config_json, char **
 	pthread_mutex_lock(&r->lock);
 	struct entry *e = get_entry(r, name);
 	enum model_state before = e->state;
-	set_state(e, MODEL_LOADING, "");
+	if (e->n == 0) /* a reload keeps the loaded versions serving until the swap */
+		set_state(e, MODEL_LOADING, "");
 	pthread_mutex_unlock(&r->lock);
 
 	char *cfg_text = NULL, *msg = NULL;

@@ -172,9 +172,11 @@ static void call_free(struct rpc_call *c)
 		grpc_byte_buffer_destroy(c->send);
 	free(c->work_name);
 	free(c->work_config);
-	if (c->accepted)
-		atomic_fetch_sub(&c->r->live, 1);
+	bool accepted = c->accepted;
+	struct rpc *r = c->r;
 	free(c);
+	if (accepted)
+		atomic_fetch_sub(&r->live, 1); /* the last touch of r: teardown waits for live == 0 */
 }
 
 /* Take a reference. */
@@ -374,7 +376,7 @@ static void tensor_meta(Inference__ModelMetadataResponse__TensorMetadata *t, con
 	inference__model_metadata_response__tensor_metadata__init(t);
 	t->name = io->name;
 	t->datatype = (char *)dtype_name(io->dtype);
-	t->n_shape = (size_t)io->ndims;
+	t->n_shape = io->ndims > 0 ? (size_t)io->ndims : 0; /* < 0: rank not declared */
 	t->shape = (int64_t *)io->dims;
 }
 
@@ -988,6 +990,15 @@ static void teardown(struct rpc *r)
 			grpc_server_cancel_all_calls(r->server);
 			wait_shutdown(r, 0);
 		}
+	}
+	/* The shutdown tag can come before the last cancelled call is freed (its request may still
+	 * be queued in a scheduler, which runs on): wait for them, or they would touch freed r. */
+	for (uint64_t t0 = acc_now_ns(), warned = 0; atomic_load(&r->live) > 0;) {
+		if (!warned && acc_now_ns() - t0 > RPC_STOP_GRACE_NS) {
+			log_warn("rpc: waiting for %ld call(s) to finish", atomic_load(&r->live));
+			warned = 1;
+		}
+		usleep(1000);
 	}
 	if (r->loader_running) {
 		pthread_mutex_lock(&r->mu);

@@ -202,7 +202,7 @@ static size_t take_batch(struct sched *s, struct infer_request **batch, size_t c
 		struct infer_request *prev = NULL, *r = q->head;
 		while (r) {
 			struct infer_request *next = r->sched_next;
-			if (r->timeout_us && now - r->t_arrive_ns > r->timeout_us * 1000ull) {
+			if (r->timeout_us && (now - r->t_arrive_ns) / 1000 > r->timeout_us) {
 				queue_unlink(q, prev, r);
 				s->queued--;
 				r->sched_next = *expired;
@@ -389,6 +389,17 @@ static void run_batch(struct worker *w, struct infer_request **reqs, size_t n)
 		pthread_mutex_unlock(&res.lock);
 	}
 	uint64_t t_out = acc_now_ns();
+	/* Rows go back to their requests only through a batch dimension: an output whose first
+	 * dimension is not the batch would hand one client's rows to another. */
+	for (size_t k = 0; rc == 0 && n > 1 && k < n_out; k++) {
+		if (out[k].ndims < 1 || out[k].dims[0] != total) {
+			rc = -EINVAL;
+			b.error = xasprintf("output '%s' has no batch dimension (first dimension %lld, batch %lld): "
+					    "the model cannot be batched; set max_batch_size 0 or drop dynamic_batching",
+					    model_output(s->model, k)->name,
+					    (long long)(out[k].ndims ? out[k].dims[0] : 0), (long long)total);
+		}
+	}
 	if (rc == 0) {
 		int64_t row = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -440,6 +451,8 @@ static void *worker_main(void *arg)
 		}
 		struct infer_request *expired = NULL;
 		size_t n = take_batch(s, batch, cap, &expired);
+		if (s->queued)
+			pthread_cond_signal(&s->cond); /* another idle worker can take what is left */
 		pthread_mutex_unlock(&s->lock);
 		while (expired) {
 			struct infer_request *r = expired;
@@ -503,6 +516,8 @@ int sched_create(const struct sched_options *opt, struct model *model,
 		s->workers[i].started = true;
 	}
 	if (!s->workers[0].started) {
+		for (size_t i = 0; i < n; i++)
+			s->workers[i].instance = NULL; /* on error the caller keeps the instances */
 		sched_free(s);
 		return acc_err(err, -EAGAIN, "cannot start worker threads");
 	}

@@ -30,8 +30,8 @@ struct sched_options {
 	int default_priority;        /* 1..priority_levels, used for priority 0 */
 };
 
-/* Create a scheduler for model over n instances (the scheduler takes ownership of the
- * instances and starts one worker per instance). model is not referenced: the caller keeps
+/* Create a scheduler for model over n instances (on success the scheduler owns the
+ * instances, on error the caller still does) and start one worker per instance. model is not referenced: the caller keeps
  * it alive until sched_shutdown has returned. */
 int sched_create(const struct sched_options *opt, struct model *model,
 		 struct device_instance **instances, size_t n, struct sched **out, char **err);

@@ -31,7 +31,7 @@ static const struct cfg_def table[] = {
 	{ "log_level", CFG_STR, 0, 0, 0, "info", true, "error, warning, notice, info or debug" },
 	{ "threads", CFG_INT, 0, 1024, 0, NULL, false,
 	  "intra-op threads per model instance (0 = one per CPU)" },
-	{ "grpc_threads", CFG_INT, 1, 16, 2, NULL, false, "gRPC completion-queue threads" },
+	{ "grpc_threads", CFG_INT, 1, 8, 2, NULL, false, "gRPC completion-queue threads" },
 	{ "max_message_bytes", CFG_INT, 4096, 2147483647, 67108864, NULL, false,
 	  "largest gRPC message accepted or sent" },
 };

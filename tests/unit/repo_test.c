@@ -179,6 +179,8 @@ static void test_config_errors(void **state)
 		  ", \"instance_group\": [{\"kind\": \"KIND_TPU\"}]", "KIND_TPU" },
 		{ "count", "onnxruntime_onnx", "input", "TYPE_FP32", "784",
 		  ", \"instance_group\": [{\"count\": 0}]", "count" },
+		{ "many", "onnxruntime_onnx", "input", "TYPE_FP32", "784",
+		  ", \"instance_group\": [{\"count\": 64}, {\"count\": 1}]", "more than 64 instances" },
 	};
 	for (size_t i = 0; i < ACC_ARRAY_LEN(cases); i++) {
 		char *c = mlp_cfg(strcmp(cases[i].name, "other") == 0 ? "someone_else" : cases[i].name,

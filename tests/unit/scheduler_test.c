@@ -45,6 +45,7 @@ static int64_t batches[64];
 static float first_values[64];
 static int n_batches;
 static int misaligned; /* executions handed an input not 64-byte aligned */
+static int64_t fake_rows; /* > 0: the output's first dimension, whatever the batch */
 
 /* Close or open the gate that holds executions. */
 static void gate(bool open)
@@ -86,6 +87,8 @@ int device_instance_execute(struct device_instance *in, struct drv_batch *b, dev
 		in->out[i] = 2 * x[i];
 	b->outputs[0] = b->inputs[0];
 	b->outputs[0].data = in->out;
+	if (fake_rows > 0)
+		b->outputs[0].dims[0] = fake_rows;
 	done(b, 0, arg);
 	return 0;
 }
@@ -250,6 +253,27 @@ static void test_batch_limit_and_shapes(void **state)
 	sched_free(s);
 }
 
+/* An output without a batch dimension must not be split across batched requests. */
+static void test_output_without_batch_dimension(void **state)
+{
+	struct sched *s = mksched(8, true, 1, 0);
+	struct result a = { 0 }, b = { 0 }, c = { 0 };
+	char *err = NULL;
+	gate(false);
+	assert_int_equal(sched_submit(s, mkreq(1, 2, 1, &a), &err), 0);
+	wait_entered(1);
+	fake_rows = 7;
+	assert_int_equal(sched_submit(s, mkreq(1, 2, 2, &b), &err), 0);
+	assert_int_equal(sched_submit(s, mkreq(1, 2, 3, &c), &err), 0);
+	gate(true);
+	sched_shutdown(s);
+	fake_rows = 0;
+	assert_int_equal(a.status, 0);
+	assert_int_equal(b.status, -EINVAL); /* batched together: refused, not mixed */
+	assert_int_equal(c.status, -EINVAL);
+	sched_free(s);
+}
+
 static void test_priority_order(void **state)
 {
 	struct sched *s = mksched(0, false, 2, 0);
@@ -342,6 +366,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_misaligned_input_without_batching, open_gate),
 		cmocka_unit_test_teardown(test_dynamic_batching_concatenates_and_splits, open_gate),
 		cmocka_unit_test_teardown(test_batch_limit_and_shapes, open_gate),
+		cmocka_unit_test_teardown(test_output_without_batch_dimension, open_gate),
 		cmocka_unit_test_teardown(test_priority_order, open_gate),
 		cmocka_unit_test_teardown(test_timeout_and_queue_full, open_gate),
 		cmocka_unit_test_teardown(test_shutdown_drains, open_gate),

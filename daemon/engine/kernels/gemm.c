@@ -178,6 +178,7 @@ static const struct kfam fams[] = {
 };
 
 static const struct kfam *fam = &fams[KGEMM_ISA_GENERIC];
+static bool pack_avx2; /* pack A with AVX2 transposes (ACCELD_GEMM_PACK_SCALAR=1: never) */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t buf_key;
 
@@ -224,6 +225,9 @@ static void init_all(void)
 				isa = i;
 	}
 	fam = &fams[isa];
+#ifdef HAVE_X86_KERNELS
+	pack_avx2 = isa_usable(KGEMM_ISA_AVX2) && !getenv("ACCELD_GEMM_PACK_SCALAR");
+#endif
 }
 
 void kgemm_init(void)
@@ -254,13 +258,100 @@ const char *kgemm_isa_name(void)
 
 /* ---- packing ---- */
 
+#ifdef HAVE_X86_KERNELS
+#include <immintrin.h>
+
+/* One full strip of mr (6 or 8) rows of row-major a (row stride rs) for k [0, kc): 8 k at a
+ * time, 8 contiguous floats from each row transposed in registers into 8 k-major groups of mr,
+ * with the rows of the next strip prefetched. Returns how many k it packed (a multiple of 8). */
+T_AVX2 static int64_t pack_a_strip_avx2(const float *s, int64_t rs, int64_t kc, int mr, float *dst)
+{
+	const float *r[8];
+	for (int i = 0; i < 8; i++)
+		r[i] = s + (i < mr ? i : 0) * rs;
+	const float *nx = s + mr * rs;
+	int64_t k = 0;
+	for (; k + 8 <= kc; k += 8) {
+		if (!(k & 15))
+			for (int i = 0; i < mr; i++)
+				_mm_prefetch((const char *)(nx + i * rs + k), _MM_HINT_T0);
+		__m256 x0 = _mm256_loadu_ps(r[0] + k), x1 = _mm256_loadu_ps(r[1] + k);
+		__m256 x2 = _mm256_loadu_ps(r[2] + k), x3 = _mm256_loadu_ps(r[3] + k);
+		__m256 x4 = _mm256_loadu_ps(r[4] + k), x5 = _mm256_loadu_ps(r[5] + k);
+		__m256 x6 = _mm256_setzero_ps(), x7 = _mm256_setzero_ps();
+		if (mr == 8) {
+			x6 = _mm256_loadu_ps(r[6] + k);
+			x7 = _mm256_loadu_ps(r[7] + k);
+		}
+		/* 8x8 transpose: t_c holds rows 0..7 of column k + c. */
+		__m256 u0 = _mm256_unpacklo_ps(x0, x1), u1 = _mm256_unpackhi_ps(x0, x1);
+		__m256 u2 = _mm256_unpacklo_ps(x2, x3), u3 = _mm256_unpackhi_ps(x2, x3);
+		__m256 u4 = _mm256_unpacklo_ps(x4, x5), u5 = _mm256_unpackhi_ps(x4, x5);
+		__m256 u6 = _mm256_unpacklo_ps(x6, x7), u7 = _mm256_unpackhi_ps(x6, x7);
+		__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+		__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+		__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+		__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+		__m256 t[8];
+		t[0] = _mm256_permute2f128_ps(v0, v4, 0x20);
+		t[1] = _mm256_permute2f128_ps(v1, v5, 0x20);
+		t[2] = _mm256_permute2f128_ps(v2, v6, 0x20);
+		t[3] = _mm256_permute2f128_ps(v3, v7, 0x20);
+		t[4] = _mm256_permute2f128_ps(v0, v4, 0x31);
+		t[5] = _mm256_permute2f128_ps(v1, v5, 0x31);
+		t[6] = _mm256_permute2f128_ps(v2, v6, 0x31);
+		t[7] = _mm256_permute2f128_ps(v3, v7, 0x31);
+		float *d = dst + k * mr;
+		if (mr == 8) {
+			for (int c = 0; c < 8; c++)
+				_mm256_storeu_ps(d + c * 8, t[c]);
+		} else {
+			/* Groups of 6: each 8-wide store's last two lanes are overwritten by the next;
+			 * the last group is stored as 4 + 2 so nothing past it is touched. */
+			for (int c = 0; c < 7; c++)
+				_mm256_storeu_ps(d + c * 6, t[c]);
+			_mm_storeu_ps(d + 42, _mm256_castps256_ps128(t[7]));
+			_mm_storel_pi((__m64 *)(d + 46), _mm256_extractf128_ps(t[7], 1));
+		}
+	}
+	return k;
+}
+#endif
+
 /* Pack rows [0, m) x k [0, kc) of a (element (i, k) at a[i * rs + k * cs]) into strips of mr. */
 static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t m, int64_t kc, int mr, float *dst)
 {
 	for (int64_t i0 = 0; i0 < m; i0 += mr) {
 		int64_t h = m - i0 < mr ? m - i0 : mr;
 		const float *s = a + i0 * rs;
-		if (cs == 1) {
+		if (cs == 1 && h == mr) {
+			int64_t k0 = 0;
+#ifdef HAVE_X86_KERNELS
+			if (pack_avx2 && (mr == 6 || mr == 8))
+				k0 = pack_a_strip_avx2(s, rs, kc, mr, dst);
+#endif
+			for (int64_t i = 0; i < h; i++) {
+				const float *row = s + i * rs;
+				for (int64_t k = k0; k < kc; k++)
+					dst[k * mr + i] = row[k];
+			}
+		} else if (rs == 1 && h == mr) {
+			/* Transposed A: each k's mr rows are contiguous. */
+			const float *col = s;
+			switch (mr) { /* fixed-size copies the compiler turns into vector moves */
+			case 6:
+				for (int64_t k = 0; k < kc; k++)
+					memcpy(dst + k * 6, col + k * cs, 6 * sizeof(float));
+				break;
+			case 8:
+				for (int64_t k = 0; k < kc; k++)
+					memcpy(dst + k * 8, col + k * cs, 8 * sizeof(float));
+				break;
+			default:
+				for (int64_t k = 0; k < kc; k++)
+					memcpy(dst + k * mr, col + k * cs, (size_t)mr * sizeof(float));
+			}
+		} else if (cs == 1) {
 			for (int64_t i = 0; i < h; i++) {
 				const float *row = s + i * rs;
 				for (int64_t k = 0; k < kc; k++)
@@ -462,6 +553,17 @@ static void gemm_block(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t
 				bp = bbuf;
 			}
 			int acc = pc > 0 || j->acc0, last = pc + kc >= j->K;
+			/* Transcendental activations (Sigmoid, Gelu, Tanh, ...) are not done per tile:
+			 * the kernel adds only the bias, then whole rows of the block get the activation
+			 * in long vector loops while the block is still in L2. */
+			const struct kepi *e = last ? j->epi : NULL, *et = e;
+			struct kepi eb;
+			bool defer = e && e->act != KACT_NONE && e->act != KACT_RELU && e->act != KACT_CLIP;
+			if (defer) {
+				eb = *e;
+				eb.act = KACT_NONE;
+				et = eb.bias ? &eb : NULL;
+			}
 			for (int64_t ic = m0; ic < m1; ic += MC) {
 				int64_t mc = m1 - ic < MC ? m1 - ic : MC;
 				const float *ap;
@@ -476,13 +578,15 @@ static void gemm_block(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t
 					for (int64_t ir = 0; ir < mc; ir += mr) {
 						int m = mc - ir < mr ? (int)(mc - ir) : mr;
 						float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
-						const struct kepi *e = last ? j->epi : NULL;
-						if (!f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, e,
+						if (!f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, et,
 							    ic + ir, jc + jr) &&
-						    e)
-							kepi_apply(e, ct, j->ldc, ic + ir, m, jc + jr, n);
+						    et)
+							kepi_apply(et, ct, j->ldc, ic + ir, m, jc + jr, n);
 					}
 				}
+				if (defer)
+					for (int64_t i = ic; i < ic + mc; i++)
+						kact_apply(e, j->C + i * j->ldc + jc, nc);
 			}
 		}
 	}

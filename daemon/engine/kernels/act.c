@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 
 #include "graph.h"
 #include "kernels/act.h"
 #include "ops/ops.h"
+#include "ops/vmath.h"
 
 int kepi_from_node(const struct eg_node *n, struct kepi *e, char **err)
 {
@@ -22,8 +24,48 @@ int kepi_from_node(const struct eg_node *n, struct kepi *e, char **err)
 	return 0;
 }
 
+/* tanh(x): an odd Taylor polynomial below |x| = 0.3, (1 - e^-2|x|) / (1 + e^-2|x|) above. */
+VM_INLINE float vm_tanh(float x)
+{
+	float ax = x < 0 ? -x : x, s = x * x;
+	float p = 62.0f / 2835;
+	p = p * s - 17.0f / 315;
+	p = p * s + 2.0f / 15;
+	p = p * s - 1.0f / 3;
+	p = p * s + 1.0f;
+	float e = vm_exp(-2.0f * ax), big = (1.0f - e) / (1.0f + e);
+	big = x < 0 ? -big : big;
+	return ax < 0.3f ? x * p : big;
+}
+
+/* The transcendental activations over n values, vectorised (vmath.h); false for other kinds. */
+VM_VEC static bool act_vec(int act, float *restrict x, int64_t n)
+{
+	switch (act) {
+	case KACT_SIGMOID:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = 1.0f / (1.0f + vm_exp(-x[i]));
+		return true;
+	case KACT_GELU:
+		/* 1 + erf(v) from erfc(|v|) alone, as the Gelu op does. */
+		for (int64_t i = 0; i < n; i++) {
+			float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
+			x[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e);
+		}
+		return true;
+	case KACT_TANH:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = vm_tanh(x[i]);
+		return true;
+	default:
+		return false;
+	}
+}
+
 void kact_apply(const struct kepi *e, float *x, int64_t n)
 {
+	if (act_vec(e->act, x, n))
+		return;
 	switch (e->act) {
 	case KACT_RELU:
 		for (int64_t i = 0; i < n; i++)
@@ -37,10 +79,6 @@ void kact_apply(const struct kepi *e, float *x, int64_t n)
 		}
 		break;
 	}
-	case KACT_SIGMOID:
-		for (int64_t i = 0; i < n; i++)
-			x[i] = 1.0f / (1.0f + expf(-x[i]));
-		break;
 	case KACT_HARDSWISH:
 		for (int64_t i = 0; i < n; i++) {
 			float t = x[i] * (1.0f / 6.0f) + 0.5f;
@@ -55,14 +93,6 @@ void kact_apply(const struct kepi *e, float *x, int64_t n)
 			x[i] = x[i] < 0 ? x[i] * a : x[i];
 		break;
 	}
-	case KACT_GELU:
-		for (int64_t i = 0; i < n; i++)
-			x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-		break;
-	case KACT_TANH:
-		for (int64_t i = 0; i < n; i++)
-			x[i] = tanhf(x[i]);
-		break;
 	default:
 		break;
 	}

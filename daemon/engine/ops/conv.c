@@ -105,16 +105,9 @@ static void conv_free_params(void *params)
 
 static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
-	int rc = eng_check_arity(n, 2, 3, 1, err);
-	for (int i = 0; !rc && i < n->n_in; i++)
-		if (n->in[i] >= 0)
-			rc = eng_check_type(g, n, i, n->op->types, err);
-	struct kepi e;
-	if (!rc)
-		rc = kepi_from_node(n, &e, err);
+	int rc = eng_prepare_fused(g, n, 2, 3, err);
 	if (rc)
 		return rc;
-	eng_set_out_dtype(g, n, 0, DT_FP32);
 	/* Constant weights (not depthwise): reserve room to pack them. */
 	const struct eg_value *w = &g->values[n->in[1]];
 	int64_t G = eg_attr_int(n, "group", 1);

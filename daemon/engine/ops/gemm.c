@@ -152,16 +152,9 @@ int eng_gemm_pack_weights(struct eg_graph *g)
 
 static int gemm_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
-	int rc = eng_check_arity(n, 2, 3, 1, err);
-	for (int i = 0; !rc && i < n->n_in; i++)
-		if (n->in[i] >= 0)
-			rc = eng_check_type(g, n, i, n->op->types, err);
-	struct kepi e;
-	if (!rc)
-		rc = kepi_from_node(n, &e, err);
+	int rc = eng_prepare_fused(g, n, 2, 3, err);
 	if (rc)
 		return rc;
-	eng_set_out_dtype(g, n, 0, DT_FP32);
 	return reserve_b(g, n, eg_attr_int(n, "transB", 0) != 0, err);
 }
 
@@ -227,19 +220,9 @@ static int gemm_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 static int matmul_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
 	bool bias = eg_attr_int(n, "_bias", 0) != 0;
-	int rc = eng_check_arity(n, 2, bias ? 3 : 2, 1, err);
-	if (!rc)
-		rc = eng_check_type(g, n, 0, n->op->types, err);
-	if (!rc)
-		rc = eng_check_type(g, n, 1, n->op->types, err);
-	if (!rc && bias)
-		rc = eng_check_type(g, n, 2, n->op->types, err);
-	struct kepi e;
-	if (!rc)
-		rc = kepi_from_node(n, &e, err);
+	int rc = eng_prepare_fused(g, n, 2, bias ? 3 : 2, err);
 	if (rc)
 		return rc;
-	eng_set_out_dtype(g, n, 0, DT_FP32);
 	return reserve_b(g, n, false, err);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/act.h"
 #include "ops/ops.h"
 #include "util.h"
 
@@ -91,6 +92,20 @@ int eng_check_type(const struct eg_graph *g, const struct eg_node *n, int i, uin
 		return eng_node_err(err, -ENOTSUP, n, "input %d has type %s, which is not supported", i,
 				    dtype_name(t));
 	return 0;
+}
+
+int eng_prepare_fused(struct eg_graph *g, struct eg_node *n, int lo, int hi, char **err)
+{
+	int rc = eng_check_arity(n, lo, hi, 1, err);
+	for (int i = 0; !rc && i < n->n_in; i++)
+		if (n->in[i] >= 0)
+			rc = eng_check_type(g, n, i, n->op->types, err);
+	struct kepi e;
+	if (!rc)
+		rc = kepi_from_node(n, &e, err);
+	if (!rc)
+		eng_set_out_dtype(g, n, 0, DT_FP32);
+	return rc;
 }
 
 int eng_axis(int64_t axis, int rank)

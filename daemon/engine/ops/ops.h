@@ -83,6 +83,9 @@ void eng_set_out_dtype(struct eg_graph *g, struct eg_node *n, int i, enum dtype 
 int eng_check_arity(const struct eg_node *n, int lo, int hi, int max_out, char **err);
 /* Check that input i is present and has a dtype in mask. */
 int eng_check_type(const struct eg_graph *g, const struct eg_node *n, int i, uint32_t mask, char **err);
+/* Prepare of an op with a fused epilogue (Conv, Gemm, MatMul): lo..hi inputs, one output,
+ * every present input of the op's types, valid `_act*` attributes; sets output 0 to fp32. */
+int eng_prepare_fused(struct eg_graph *g, struct eg_node *n, int lo, int hi, char **err);
 /* Error for node n: "<desc>: <message>", returning code. */
 int eng_node_err(char **err, int code, const struct eg_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

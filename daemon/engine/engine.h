@@ -26,13 +26,19 @@ struct eng_io {
 	int64_t dims[TENSOR_MAX_DIMS];
 };
 
-/* A tensor handed to or returned by eng_exec_run. data is dense, row-major. */
+/* Memory order of a tensor's elements. Callers only ever see ENG_LAYOUT_PLAIN; the plan may
+ * keep 4-D fp32 values between convolutions in oneDNN's nChw8c order (channels in blocks of 8
+ * innermost: [N][C/8][H][W][8], needs C % 8 == 0, same size). */
+enum eng_layout { ENG_LAYOUT_PLAIN = 0, ENG_LAYOUT_NCHW8C = 1 };
+
+/* A tensor handed to or returned by eng_exec_run. data is dense, row-major (layout PLAIN). */
 struct eng_tensor {
 	enum dtype dtype;
 	int ndims;
 	int64_t dims[TENSOR_MAX_DIMS];
 	void *data;
 	size_t bytes;
+	enum eng_layout layout; /* engine-internal; PLAIN (0) in everything a caller passes or gets */
 };
 
 struct eng_options {

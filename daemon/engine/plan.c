@@ -198,6 +198,126 @@ fail:
 	return rc;
 }
 
+/* ---- layouts ---- */
+
+/* How a step treats the nChw8c layout. */
+enum lay_class {
+	LAY_OTHER, /* reads and writes plain values only */
+	LAY_CONV, /* a convolution oneDNN runs: input 0 and output 0 may each be blocked (see can_x/can_y) */
+	LAY_SAME, /* elementwise on equal shapes: its data inputs and output 0 share one layout */
+	LAY_GPOOL, /* global pool: input 0 may be blocked, output plain */
+};
+
+/* Whether elementwise op `op` computes the same thing in any element order (given equal input
+ * shapes): true for the unary activations and binary arithmetic kept in blocked chains. */
+static bool lay_elementwise(const char *op, int *n_data)
+{
+	static const char *const un[] = { "Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh" };
+	static const char *const bin[] = { "Add", "Sub", "Mul", "Max", "Min" };
+	for (size_t i = 0; i < ACC_ARRAY_LEN(un); i++)
+		if (!strcmp(op, un[i]))
+			return *n_data = 1, true;
+	for (size_t i = 0; i < ACC_ARRAY_LEN(bin); i++)
+		if (!strcmp(op, bin[i]))
+			return *n_data = 2, true;
+	return false;
+}
+
+/* Whether a blocked layout is off (ACCELD_ENGINE_BLOCKED=0, for A/B runs). */
+static bool lay_disabled(void)
+{
+	const char *e = getenv("ACCELD_ENGINE_BLOCKED");
+	return e && !strcmp(e, "0");
+}
+
+/* Choose the values kept in nChw8c order: 4-D fp32 arena values with channels a multiple of 8
+ * that flow only between steps able to take them (oneDNN convolutions, same-shape elementwise
+ * ops, global pools), so chains of convolutions run without converting to NCHW and back. Starts
+ * from every candidate and demotes values that break a rule until nothing changes. */
+static void plan_layouts(struct plan *p)
+{
+	const struct eg_graph *g = p->g;
+	int nv = g->n_values, ns = p->n_steps;
+	if (lay_disabled() || !ns)
+		return;
+	bool *blk = xcalloc(nv + 1, sizeof(bool));
+	int *prod = xmalloc((nv + 1) * sizeof(int));
+	enum lay_class *cls = xcalloc(ns + 1, sizeof(*cls));
+	bool *can_x = xcalloc(ns + 1, sizeof(bool)), *can_y = xcalloc(ns + 1, sizeof(bool));
+	int *n_data = xcalloc(ns + 1, sizeof(int));
+	for (int v = 0; v < nv; v++) {
+		const struct eng_tensor *t = &p->vals[v].t;
+		prod[v] = -1;
+		blk[v] = p->vals[v].kind == PV_ARENA && t->dtype == DT_FP32 && t->ndims == 4 && t->dims[1] > 0 &&
+			 t->dims[1] % 8 == 0 && !g->values[v].is_output;
+	}
+	for (int v = 0; v < nv; v++)
+		if (p->vals[v].kind == PV_VIEW)
+			blk[p->vals[v].root] = false;
+	bool any = false;
+	for (int s = 0; s < ns; s++) {
+		const struct plan_step *st = &p->steps[s];
+		const struct eg_node *n = &g->nodes[st->node];
+		for (int j = 0; j < n->n_out; j++)
+			if (n->out[j] >= 0)
+				prod[n->out[j]] = s;
+		if (!strcmp(n->op_type, "Conv") && n->n_out == 1 && n->out[0] >= 0 && n->in[0] >= 0) {
+			bool bx = blk[n->in[0]], by = blk[n->out[0]];
+			can_x[s] = bx && eng_conv_layout_ok(n, st->in, st->out, true, false);
+			can_y[s] = by && eng_conv_layout_ok(n, st->in, st->out, false, true);
+			cls[s] = can_x[s] || can_y[s] ? LAY_CONV : LAY_OTHER;
+			any |= can_x[s] || can_y[s];
+		} else if (lay_elementwise(n->op_type, &n_data[s]) && n->n_in >= n_data[s] && n->out[0] >= 0) {
+			cls[s] = LAY_SAME;
+			for (int j = 0; j < n_data[s]; j++)
+				if (n->in[j] < 0 || st->in[j]->ndims != 4 ||
+				    memcmp(st->in[j]->dims, st->out[0]->dims, 4 * sizeof(int64_t)))
+					cls[s] = LAY_OTHER;
+		} else if (!strcmp(n->op_type, "GlobalAveragePool") || !strcmp(n->op_type, "GlobalMaxPool")) {
+			cls[s] = LAY_GPOOL;
+		}
+	}
+	/* A value is blocked only if its producer can write it so. */
+	for (int v = 0; v < nv; v++)
+		if (blk[v] && (!any || prod[v] < 0 || (cls[prod[v]] == LAY_CONV ? !can_y[prod[v]] : cls[prod[v]] != LAY_SAME)))
+			blk[v] = false;
+	for (bool changed = any; changed;) {
+		changed = false;
+		for (int s = 0; s < ns; s++) {
+			const struct eg_node *n = &g->nodes[p->steps[s].node];
+			if (cls[s] == LAY_SAME) {
+				bool all = blk[n->out[0]];
+				for (int j = 0; j < n_data[s]; j++)
+					all &= blk[n->in[j]];
+				if (!all) {
+					for (int j = 0; j < n_data[s]; j++)
+						changed |= blk[n->in[j]], blk[n->in[j]] = false;
+					changed |= blk[n->out[0]], blk[n->out[0]] = false;
+				}
+			}
+			/* Inputs a step cannot read blocked: every input of LAY_OTHER steps, inputs past
+			 * the first of convolutions and pools, a convolution's input 0 without can_x. */
+			for (int j = 0; j < n->n_in; j++) {
+				int v = n->in[j];
+				if (v < 0 || !blk[v])
+					continue;
+				bool ok = (cls[s] == LAY_SAME && j < n_data[s]) || (cls[s] == LAY_GPOOL && j == 0) ||
+					  (cls[s] == LAY_CONV && j == 0 && can_x[s]);
+				if (!ok)
+					blk[v] = false, changed = true;
+			}
+		}
+	}
+	for (int v = 0; v < nv; v++)
+		p->vals[v].t.layout = blk[v] ? ENG_LAYOUT_NCHW8C : ENG_LAYOUT_PLAIN;
+	free(blk);
+	free(prod);
+	free(cls);
+	free(can_x);
+	free(can_y);
+	free(n_data);
+}
+
 /* Lay out the arena: first fit in step order, freeing buffers after their last use. */
 static void plan_layout(struct plan *p)
 {
@@ -327,6 +447,7 @@ int plan_build(const struct eg_graph *g, const struct eng_tensor *inputs, struct
 		plan_free(p);
 		return rc;
 	}
+	plan_layouts(p);
 	plan_layout(p);
 	*out = p;
 	return 0;
@@ -377,7 +498,7 @@ int plan_run(struct plan *p, void *arena, struct eng_ctx *ctx, struct eng_tensor
 		if (rc)
 			return rc;
 		if (prof)
-			eng_profile_add(n, acc_now_ns() - t0);
+			eng_profile_add(n, st->in, st->out, acc_now_ns() - t0);
 	}
 	for (int i = 0; i < g->n_outputs; i++) {
 		const struct eng_tensor *t = &p->vals[g->outputs[i]].t;

@@ -11,12 +11,12 @@
 #define PROF_MAX 128 /* distinct keys kept; later ones are counted under "other" */
 
 struct prof_row {
-	char key[64];
+	char key[96];
 	uint64_t calls, ns;
 };
 
 static pthread_once_t prof_once = PTHREAD_ONCE_INIT;
-static bool prof_on;
+static bool prof_on, prof_shapes;
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct prof_row prof_rows[PROF_MAX + 1];
 static int prof_n;
@@ -26,6 +26,7 @@ static void prof_init(void)
 {
 	const char *e = getenv("ACCELD_ENGINE_PROFILE");
 	prof_on = e && *e && strcmp(e, "0");
+	prof_shapes = prof_on && !strcmp(e, "2");
 }
 
 bool eng_profile_enabled(void)
@@ -41,18 +42,40 @@ static const char *act_name(int64_t a)
 	return a > 0 && a < (int64_t)ACC_ARRAY_LEN(names) ? names[a] : "";
 }
 
-/* The table key of node n: op type plus fused bias/activation. */
-static void prof_key(const struct eg_node *n, char *buf, size_t len)
+/* The table key of node n: op type plus fused bias/activation; with shapes, the dims of its
+ * first input and output and, for a Conv, its weight dims and strides. */
+static void prof_key(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
+		     char *buf, size_t len)
 {
 	int64_t act = eg_attr_int(n, "_act", 0);
 	int64_t bias = eg_attr_int(n, "_bias", 0);
-	snprintf(buf, len, "%s%s%s%s", n->op_type, bias ? "+Bias" : "", act ? "+" : "", act_name(act));
+	int k = snprintf(buf, len, "%s%s%s%s", n->op_type, bias ? "+Bias" : "", act ? "+" : "", act_name(act));
+	if (!prof_shapes || !in || !out || k < 0 || (size_t)k >= len)
+		return;
+	const struct eng_tensor *ts[3] = { n->n_in > 0 ? in[0] : NULL, n->n_out > 0 ? out[0] : NULL,
+					   !strcmp(n->op_type, "Conv") && n->n_in > 1 ? in[1] : NULL };
+	for (int t = 0; t < 3; t++) {
+		if (!ts[t])
+			continue;
+		k += snprintf(buf + k, len - k, t ? (t == 1 ? "->" : " w") : " ");
+		if (t < 2 && ts[t]->layout == ENG_LAYOUT_NCHW8C && (size_t)k < len)
+			k += snprintf(buf + k, len - k, "[8c]");
+		for (int d = 0; d < ts[t]->ndims && (size_t)k < len; d++)
+			k += snprintf(buf + k, len - k, "%s%lld", d ? "x" : "", (long long)ts[t]->dims[d]);
+		if ((size_t)k >= len)
+			return;
+	}
+	size_t ns;
+	const int64_t *st = eg_attr_ints(n, "strides", &ns);
+	if (st && ns && st[0] != 1)
+		snprintf(buf + k, len - k, " s%lld", (long long)st[0]);
 }
 
-void eng_profile_add(const struct eg_node *n, uint64_t ns)
+void eng_profile_add(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
+		     uint64_t ns)
 {
-	char key[64];
-	prof_key(n, key, sizeof(key));
+	char key[96];
+	prof_key(n, in, out, key, sizeof(key));
 	pthread_mutex_lock(&prof_lock);
 	int i = 0;
 	while (i < prof_n && strcmp(prof_rows[i].key, key))
@@ -101,9 +124,9 @@ void eng_profile_print(FILE *f, const char *title, int runs)
 		total += rows[i].ns;
 	int div = runs > 0 ? runs : 1;
 	fprintf(f, "profile %s: %.3f ms per run over %d runs\n", title ? title : "", total / 1e6 / div, div);
-	fprintf(f, "  %-28s %8s %10s %6s %10s\n", "op", "calls/run", "ms/run", "share", "us/call");
+	fprintf(f, "  %-44s %8s %10s %6s %10s\n", "op", "calls/run", "ms/run", "share", "us/call");
 	for (int i = 0; i < n; i++)
-		fprintf(f, "  %-28s %8.1f %10.3f %5.1f%% %10.1f\n", rows[i].key, (double)rows[i].calls / div,
+		fprintf(f, "  %-44s %8.1f %10.3f %5.1f%% %10.1f\n", rows[i].key, (double)rows[i].calls / div,
 			rows[i].ns / 1e6 / div, total ? 100.0 * rows[i].ns / total : 0.0,
 			rows[i].calls ? rows[i].ns / 1e3 / rows[i].calls : 0.0);
 	free(rows);

@@ -105,7 +105,7 @@ static void check(const struct kdnn_conv_desc *d, const struct kepi *e, bool bia
 			x[i] = rnd(&s);
 		for (int64_t i = 0; i < yn; i++)
 			y[i] = NAN;
-		int rc = kdnn_conv_run(c, w, bias ? b : NULL, N, H, W, OH, OW, x, y, scratch, pool);
+		int rc = kdnn_conv_run(c, w, bias ? b : NULL, N, H, W, OH, OW, x, y, scratch, 0, pool);
 		if (rc == -ENOTSUP) {
 			free(x);
 			free(y);

@@ -62,6 +62,7 @@ struct entry {
 	struct entry *next;
 	int64_t H, W;
 	bool ok; /* false: oneDNN could not do it; run our kernels */
+	bool src8, dst8; /* the primitive reads / writes nChw8c (so blocked callers skip a reorder) */
 	dnnl_primitive_t conv, rsrc, rdst; /* rsrc / rdst NULL when no reorder is needed */
 	dnnl_memory_desc_t src_md, dst_md, xs_md, yd_md; /* conv's src / dst, NCHW slices in / out */
 	dnnl_memory_desc_t pad_md; /* the primitive's scratchpad */
@@ -179,17 +180,22 @@ static bool act_alg(const struct kepi *e, dnnl_alg_kind_t *alg, float *a, float 
 	return false;
 }
 
-bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e)
+bool kdnn_conv_possible(const struct kdnn_conv_desc *d, const struct kepi *e)
 {
 	pthread_once(&g_once, global_init);
 	dnnl_alg_kind_t alg;
 	float a, b;
 	if (g_off || !g_eng || !act_alg(e, &alg, &a, &b))
 		return false;
+	return d->G == 1 || (d->G == d->C && d->G == d->M);
+}
+
+bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e)
+{
+	if (!kdnn_conv_possible(d, e))
+		return false;
 	if (d->G == d->C && d->G == d->M && d->G > 1)
 		return true;
-	if (d->G != 1)
-		return false;
 	bool plain1x1 = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && !d->pt && !d->pl && !d->pb && !d->pr;
 	return !plain1x1 || g_all;
 }
@@ -343,8 +349,10 @@ static void make_entry(struct kdnn_conv *c, struct entry *en, const float *w, co
 	dnnl_dims_t wd4 = { c->mc, cin, d->kh, d->kw }, wd5 = { c->mc, 1, 1, d->kh, d->kw };
 	dnnl_dims_t st = { d->sh, d->sw }, dl = { d->dh - 1, d->dw - 1 }, pl = { d->pt, d->pl }, pr = { d->pb, d->pr };
 	dnnl_memory_desc_t xa, ya, wa, bmd;
-	if (dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any) ||
-	    dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any) ||
+	/* nChw8c wherever the channels allow (oneDNN's AVX2 convolutions prefer it anyway), so that
+	 * blocked neighbours need no reorder; any (NCHW for few channels) otherwise. */
+	if (dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, cin % 8 ? dnnl_format_tag_any : dnnl_nChw8c) ||
+	    dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, c->mc % 8 ? dnnl_format_tag_any : dnnl_nChw8c) ||
 	    dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x) ||
 	    (c->dw ? dnnl_memory_desc_init_by_tag(&wa, 5, wd5, dnnl_f32, dnnl_format_tag_any)
 		   : dnnl_memory_desc_init_by_tag(&wa, 4, wd4, dnnl_f32, dnnl_format_tag_any)))
@@ -387,6 +395,9 @@ static void make_entry(struct kdnn_conv *c, struct entry *en, const float *w, co
 	dnnl_primitive_desc_destroy(pd);
 	en->src_bytes = dnnl_memory_desc_get_size(&en->src_md);
 	en->dst_bytes = dnnl_memory_desc_get_size(&en->dst_md);
+	dnnl_memory_desc_t b8;
+	en->src8 = !dnnl_memory_desc_init_by_tag(&b8, 4, xd, dnnl_f32, dnnl_nChw8c) && dnnl_memory_desc_equal(&en->src_md, &b8);
+	en->dst8 = !dnnl_memory_desc_init_by_tag(&b8, 4, yd, dnnl_f32, dnnl_nChw8c) && dnnl_memory_desc_equal(&en->dst_md, &b8);
 	/* Source: as is when the primitive reads NCHW; dense nChw8c in channel slices; else whole. */
 	dnnl_memory_desc_t xu, x8;
 	dnnl_memory_desc_init_by_tag(&xu, 4, xd, dnnl_f32, dnnl_nchw);
@@ -437,6 +448,7 @@ struct job {
 	const float *x;
 	float *y, *xb; /* xb: blocked images (dense, when the source is reordered) */
 	int64_t ns; /* source slices per image */
+	bool xblk, yblk; /* x / y already in the primitive's nChw8c order */
 	int _Atomic rc;
 };
 
@@ -469,8 +481,9 @@ static void conv_part(void *arg, int64_t i0, int64_t i1)
 	struct job *j = arg;
 	struct kdnn_conv *c = j->c;
 	struct entry *en = j->en;
-	size_t sb = c->dw && en->rsrc ? (en->src_bytes + 63) & ~(size_t)63 : 0;
-	size_t db = en->rdst ? (en->dst_bytes + 63) & ~(size_t)63 : 0;
+	bool rsrc = en->rsrc && !j->xblk, rdst = en->rdst && !j->yblk;
+	size_t sb = c->dw && rsrc ? (en->src_bytes + 63) & ~(size_t)63 : 0;
+	size_t db = rdst ? (en->dst_bytes + 63) & ~(size_t)63 : 0;
 	struct tls *t = tls_get(sb + db + en->pad_bytes + 64);
 	if (!t) {
 		atomic_store(&j->rc, -ENOMEM);
@@ -482,7 +495,7 @@ static void conv_part(void *arg, int64_t i0, int64_t i1)
 		const float *xs;
 		if (c->dw) {
 			xs = j->x + (b * c->d.C + s * c->mc) * hw;
-			if (en->rsrc) {
+			if (rsrc) {
 				int rc = run_reorder(t, en->rsrc, &en->xs_md, (void *)xs, &en->src_md, t->buf);
 				if (rc) {
 					atomic_store(&j->rc, rc);
@@ -491,10 +504,10 @@ static void conv_part(void *arg, int64_t i0, int64_t i1)
 				xs = t->buf;
 			}
 		} else {
-			xs = en->rsrc ? (const float *)((char *)j->xb + b * en->src_bytes) : j->x + b * c->d.C * hw;
+			xs = rsrc ? (const float *)((char *)j->xb + b * en->src_bytes) : j->x + b * c->d.C * hw;
 		}
 		float *yo = j->y + (b * c->d.M + s * c->mc) * ohw;
-		void *yb = en->rdst ? (char *)t->buf + sb : (void *)yo;
+		void *yb = rdst ? (char *)t->buf + sb : (void *)yo;
 		dnnl_memory_t ms, md, mp = NULL;
 		int rc = 0;
 		if (dnnl_memory_create(&ms, &en->src_md, g_eng, (void *)xs))
@@ -516,7 +529,7 @@ static void conv_part(void *arg, int64_t i0, int64_t i1)
 			if (mp)
 				dnnl_memory_destroy(mp);
 		}
-		if (!rc && en->rdst)
+		if (!rc && rdst)
 			rc = run_reorder(t, en->rdst, &en->dst_md, yb, &en->yd_md, yo);
 		if (rc) {
 			atomic_store(&j->rc, rc);
@@ -525,16 +538,25 @@ static void conv_part(void *arg, int64_t i0, int64_t i1)
 	}
 }
 
+bool kdnn_conv_can(struct kdnn_conv *c, const float *w, const float *b, int64_t H, int64_t W, unsigned flags)
+{
+	if (!c || !g_eng)
+		return false;
+	struct entry *en = get_entry(c, H, W, w, b);
+	return en && en->ok && (!(flags & KDNN_X_BLOCKED) || en->src8) && (!(flags & KDNN_Y_BLOCKED) || en->dst8);
+}
+
 int kdnn_conv_run(struct kdnn_conv *c, const float *w, const float *b, int64_t N, int64_t H, int64_t W,
-		  int64_t OH, int64_t OW, const float *x, float *y, void *scratch, struct tpool *pool)
+		  int64_t OH, int64_t OW, const float *x, float *y, void *scratch, unsigned flags,
+		  struct tpool *pool)
 {
 	if (!c || !g_eng)
 		return -ENOTSUP;
 	struct entry *en = get_entry(c, H, W, w, b);
-	if (!en || !en->ok)
+	if (!en || !en->ok || ((flags & KDNN_X_BLOCKED) && !en->src8) || ((flags & KDNN_Y_BLOCKED) && !en->dst8))
 		return -ENOTSUP;
-	struct job j = { c, en, H, W, OH, OW, x, y, scratch, 1, 0 };
-	if (!c->dw && en->rsrc) {
+	struct job j = { c, en, H, W, OH, OW, x, y, scratch, 1, flags & KDNN_X_BLOCKED, flags & KDNN_Y_BLOCKED, 0 };
+	if (!c->dw && en->rsrc && !j.xblk) {
 		if ((size_t)N * en->src_bytes > kdnn_conv_scratch(&c->d, N, H, W))
 			return -ENOTSUP;
 		j.ns = c->d.C / en->cr;

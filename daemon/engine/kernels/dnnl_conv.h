@@ -23,9 +23,12 @@ struct kdnn_conv_desc {
 /* Per-node state: primitives per input size, weights reordered once. Opaque. */
 struct kdnn_conv;
 
-/* Whether oneDNN should run this convolution (the rule measured in dnnl_conv.c), given the
- * fused epilogue (its activation must map to a oneDNN post-op). */
+/* Whether oneDNN should run this convolution on NCHW data (the rule measured in dnnl_conv.c),
+ * given the fused epilogue (its activation must map to a oneDNN post-op). */
 bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e);
+/* Whether oneDNN could run it at all (2-D, dense or depthwise, activation with a post-op): the
+ * precondition for keeping its input or output in nChw8c order. */
+bool kdnn_conv_possible(const struct kdnn_conv_desc *d, const struct kepi *e);
 /* Plan scratch bytes kdnn_conv_run needs for N images of H x W. */
 size_t kdnn_conv_scratch(const struct kdnn_conv_desc *d, int64_t N, int64_t H, int64_t W);
 /* New state for a node (nothing is created until the first run). Caller frees with
@@ -33,11 +36,20 @@ size_t kdnn_conv_scratch(const struct kdnn_conv_desc *d, int64_t N, int64_t H, i
 struct kdnn_conv *kdnn_conv_new(const struct kdnn_conv_desc *d, const struct kepi *e);
 /* Free the state (NULL is fine). */
 void kdnn_conv_free(void *c);
-/* y = act(conv(x, w) + b) for N images of H x W (output OH x OW), NCHW in and out. w (oihw) and b
- * (M floats, may be NULL) must be the node's constants: they are reordered/copied at the first
- * run and never read again. scratch holds kdnn_conv_scratch bytes. Returns 0, or -ENOTSUP when
- * oneDNN cannot do it (the caller then runs its own kernels). Thread-safe. */
+/* Layout flags of kdnn_conv_run: x and/or y are in nChw8c order (engine.h) instead of NCHW. */
+enum { KDNN_X_BLOCKED = 1, KDNN_Y_BLOCKED = 2 };
+
+/* Whether the convolution can run on H x W inputs with these layout flags (creating its
+ * primitives now; w and b as for kdnn_conv_run). False when oneDNN cannot, or the blocked side
+ * has channels that are not a multiple of 8. */
+bool kdnn_conv_can(struct kdnn_conv *c, const float *w, const float *b, int64_t H, int64_t W, unsigned flags);
+/* y = act(conv(x, w) + b) for N images of H x W (output OH x OW), NCHW in and out unless flags
+ * say blocked. w (oihw) and b (M floats, may be NULL) must be the node's constants: they are
+ * reordered/copied at the first run and never read again. scratch holds kdnn_conv_scratch
+ * bytes. Returns 0, or -ENOTSUP when oneDNN cannot do it (the caller then runs its own kernels;
+ * never for flags that kdnn_conv_can accepted). Thread-safe. */
 int kdnn_conv_run(struct kdnn_conv *c, const float *w, const float *b, int64_t N, int64_t H, int64_t W,
-		  int64_t OH, int64_t OW, const float *x, float *y, void *scratch, struct tpool *pool);
+		  int64_t OH, int64_t OW, const float *x, float *y, void *scratch, unsigned flags,
+		  struct tpool *pool);
 
 #endif

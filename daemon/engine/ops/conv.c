@@ -216,32 +216,69 @@ static bool conv_dnnl_desc(const struct eg_node *n, struct eng_tensor *const *in
 	return true;
 }
 
-/* Run the convolution through oneDNN when the rule says so: 0 done, else use our kernels. */
-static int conv_dnnl(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *out,
-		     const struct eng_win *w, const struct kepi *e, void *scratch, struct tpool *pool)
+/* The node's oneDNN state, made on first use when oneDNN can run d at all; NULL otherwise or
+ * when d is not the geometry it was made for. */
+static struct kdnn_conv *conv_dnnl_state(const struct eg_node *n, const struct kdnn_conv_desc *d, const struct kepi *e)
 {
-	struct kdnn_conv_desc d;
-	if (!in[1]->data || !conv_dnnl_desc(n, in, w, &d))
-		return -ENOTSUP;
 	struct conv_params *p = n->params;
 	struct kdnn_conv *dn = atomic_load(&p->dn);
 	if (!dn) {
-		if (!kdnn_conv_wanted(&d, e))
-			return -ENOTSUP;
+		if (!kdnn_conv_possible(d, e))
+			return NULL;
 		pthread_mutex_lock(&p->mu);
 		if (!(dn = atomic_load(&p->dn))) {
-			p->dnd = d;
-			dn = kdnn_conv_new(&d, e);
+			p->dnd = *d;
+			dn = kdnn_conv_new(d, e);
 			atomic_store(&p->dn, dn);
 		}
 		pthread_mutex_unlock(&p->mu);
 	}
-	if (memcmp(&d, &p->dnd, sizeof(d)))
+	return memcmp(d, &p->dnd, sizeof(*d)) ? NULL : dn;
+}
+
+/* Layout flags of kdnn_conv_run for this step's input and output. */
+static unsigned conv_layout_flags(const struct eng_tensor *x, const struct eng_tensor *y)
+{
+	return (x->layout == ENG_LAYOUT_NCHW8C ? KDNN_X_BLOCKED : 0) | (y->layout == ENG_LAYOUT_NCHW8C ? KDNN_Y_BLOCKED : 0);
+}
+
+/* Run the convolution through oneDNN when the rule (or a blocked layout) says so: 0 done,
+ * -ENOTSUP to use our kernels. */
+static int conv_dnnl(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *out,
+		     const struct eng_win *w, const struct kepi *e, void *scratch, struct tpool *pool)
+{
+	struct kdnn_conv_desc d;
+	unsigned flags = conv_layout_flags(in[0], out);
+	if (!in[1]->data || !conv_dnnl_desc(n, in, w, &d) || (!flags && !kdnn_conv_wanted(&d, e)))
+		return -ENOTSUP;
+	struct kdnn_conv *dn = conv_dnnl_state(n, &d, e);
+	if (!dn)
 		return -ENOTSUP;
 	return kdnn_conv_run(dn, in[1]->data, n->n_in > 2 && in[2] ? in[2]->data : NULL, in[0]->dims[0], w->in[0],
-			     w->in[1], w->out[0], w->out[1], in[0]->data, out->data, scratch, pool);
+			     w->in[1], w->out[0], w->out[1], in[0]->data, out->data, scratch, flags, pool);
 }
 #endif
+
+bool eng_conv_layout_ok(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
+			bool x_blocked, bool y_blocked)
+{
+#ifdef HAVE_DNNL
+	struct eng_win w;
+	struct kdnn_conv_desc d;
+	struct kepi e;
+	char *err = NULL;
+	if (!in[1]->data || conv_geom(n, in, &w, &err) || !conv_dnnl_desc(n, in, &w, &d) || kepi_from_node(n, &e, &err)) {
+		free(err);
+		return false;
+	}
+	struct kdnn_conv *dn = conv_dnnl_state(n, &d, &e);
+	return dn && kdnn_conv_can(dn, in[1]->data, n->n_in > 2 && in[2] ? in[2]->data : NULL, w.in[0], w.in[1],
+				   (x_blocked ? KDNN_X_BLOCKED : 0) | (y_blocked ? KDNN_Y_BLOCKED : 0));
+#else
+	(void)n, (void)in, (void)out, (void)x_blocked, (void)y_blocked;
+	return false;
+#endif
+}
 
 static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		      size_t *scratch, char **err)
@@ -264,7 +301,8 @@ static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, str
 #ifdef HAVE_DNNL
 	struct kdnn_conv_desc dd;
 	struct kepi e;
-	if (conv_dnnl_desc(n, in, &w, &dd) && !kepi_from_node(n, &e, NULL) && kdnn_conv_wanted(&dd, &e)) {
+	if (conv_dnnl_desc(n, in, &w, &dd) && !kepi_from_node(n, &e, NULL) && kdnn_conv_possible(&dd, &e)) {
+		/* possible, not just wanted: the plan may pick a blocked output after this */
 		size_t s = kdnn_conv_scratch(&dd, in[0]->dims[0], w.in[0], w.in[1]);
 		if (s > *scratch)
 			*scratch = s;
@@ -366,6 +404,8 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 	if (!conv_dnnl(n, in, out[0], &w, &epi, scratch, ctx->pool))
 		return 0;
 #endif
+	if (in[0]->layout != ENG_LAYOUT_PLAIN || out[0]->layout != ENG_LAYOUT_PLAIN)
+		return eng_node_err(err, -EIO, n, "internal: no kernel for its blocked layout");
 	const float *x = X->data, *wt = W->data;
 	float *y = out[0]->data, *col = scratch;
 	if (w.k == 2 && Cg == 1 && Mg == 1 && G > 1) {

@@ -111,6 +111,10 @@ int eng_win_geom(const struct eg_node *n, int k, const int64_t *in, const int64_
  * a Gemm/MatMul into its node's params and free the original where only such nodes read it (the
  * value keeps dtype and dims, data becomes NULL). Returns the number of nodes packed. */
 int eng_gemm_pack_weights(struct eg_graph *g);
+/* Plan time: whether Conv node n (inputs and outputs with their shapes and constant weights)
+ * can read its input / write its output in nChw8c order (engine.h) when x_blocked / y_blocked. */
+bool eng_conv_layout_ok(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
+			bool x_blocked, bool y_blocked);
 /* Broadcast the shapes of k tensors (numpy rules) into out; -EINVAL if incompatible. */
 int eng_broadcast_shape(struct eng_tensor *const *ts, int k, struct eng_tensor *out);
 

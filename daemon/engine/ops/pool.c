@@ -372,12 +372,40 @@ static void gpool_part(void *arg, int64_t p0, int64_t p1)
 	}
 }
 
+/* nChw8c input: blocks [p0, p1) of 8 channels; each pixel holds 8 consecutive channels. */
+VM_VEC static void gpool_part8(void *arg, int64_t p0, int64_t p1)
+{
+	const struct gpool_job *j = arg;
+	for (int64_t p = p0; p < p1; p++) {
+		const float *restrict x = j->x + p * j->isz * 8;
+		float acc[8];
+		for (int k = 0; k < 8; k++)
+			acc[k] = j->maxp ? -INFINITY : 0.0f;
+		if (j->maxp) {
+			for (int64_t i = 0; i < j->isz; i++)
+				for (int k = 0; k < 8; k++)
+					acc[k] = x[i * 8 + k] > acc[k] ? x[i * 8 + k] : acc[k];
+		} else {
+			for (int64_t i = 0; i < j->isz; i++)
+				for (int k = 0; k < 8; k++)
+					acc[k] += x[i * 8 + k];
+		}
+		for (int k = 0; k < 8; k++)
+			j->y[p * 8 + k] = j->maxp ? acc[k] : j->isz ? acc[k] / (float)j->isz : 0.0f;
+	}
+}
+
 static int gpool_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		     void *scratch, struct eng_ctx *ctx, char **err)
 {
 	struct gpool_job j = { !strcmp(n->op_type, "GlobalMaxPool"), in[0]->data, out[0]->data, 1 };
 	for (int i = 2; i < in[0]->ndims; i++)
 		j.isz *= in[0]->dims[i];
+	/* Output [N, C, 1, 1] is the same in either layout; blocks of 8 channels are image-major. */
+	if (in[0]->layout == ENG_LAYOUT_NCHW8C) {
+		tpool_for(ctx->pool, in[0]->dims[0] * in[0]->dims[1] / 8, 1 + 8192 / (j.isz + 1), gpool_part8, &j);
+		return 0;
+	}
 	tpool_for(ctx->pool, in[0]->dims[0] * in[0]->dims[1], 1 + 65536 / (j.isz + 1), gpool_part, &j);
 	return 0;
 }

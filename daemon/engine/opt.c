@@ -324,6 +324,38 @@ static int fuse_bias(struct eg_graph *g, int ai, char **err)
 	return 0;
 }
 
+/* ---- Conv + residual Add ---- */
+
+/* Fold Add node ai into the Conv producing one of its inputs, the other becoming the Conv's
+ * residual input (y = conv + b + r). 1 if done. */
+static int fuse_sum(struct eg_graph *g, int ai, char **err)
+{
+	struct eg_node *add = &g->nodes[ai];
+	if (!node_is(add, "Add") || add->n_in != 2 || add->n_out != 1 || g->values[add->out[0]].dtype != DT_FP32)
+		return 0;
+	for (int side = 0; side < 2; side++) {
+		int v = add->in[side], r = add->in[1 - side];
+		int ci = producer_is(g, v, "Conv");
+		if (ci < 0 || r < 0 || r == v || only_consumer(g, v) != ai || g->values[r].konst ||
+		    g->values[r].dtype != DT_FP32)
+			continue;
+		/* Nodes run in index order: r must be ready when the Conv runs. */
+		if (g->values[r].producer > ci)
+			continue;
+		struct eg_node *conv = &g->nodes[ci];
+		if (conv->n_in > 3 || conv->n_out != 1 || eg_attr_find(conv, "_act") || eg_attr_find(conv, "_sum") ||
+		    !accepts(conv, "_sum") || eg_attr_int(conv, "group", 1) != 1)
+			continue;
+		int ins[4] = { conv->in[0], conv->in[1], conv->n_in > 2 ? conv->in[2] : -1, r };
+		set_inputs(conv, 4, ins);
+		set_int(conv, "_sum", 1);
+		take_output(g, conv, add);
+		int rc = reprepare(g, conv, err);
+		return rc ? rc : 1;
+	}
+	return 0;
+}
+
 /* ---- GELU ---- */
 
 /* Whether f is within a few ulps of want. */
@@ -645,6 +677,9 @@ int opt_graph(struct eg_graph *g, struct opt_stats *st, char **err)
 	if ((rc = each_node(g, fuse_layernorm, err)) < 0)
 		goto out;
 	s.layernorm = rc;
+	if ((rc = each_node(g, fuse_sum, err)) < 0)
+		goto out;
+	s.sum_fused = rc;
 	if ((rc = each_node(g, fuse_act, err)) < 0)
 		goto out;
 	s.act_fused = rc;

@@ -11,6 +11,9 @@
  *  - the erf-GELU subgraph x*0.5*(1+erf(x/sqrt(2))) -> Gelu (opset 20 semantics);
  *  - the LayerNorm subgraph ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add over the last axis
  *    -> LayerNormalization (opset 17 semantics);
+ *  - Add(Conv output, r) where the Conv (dense, no activation yet) is the Add's only writer
+ *    and r is not a constant -> Conv with r as a fourth input and _sum=1 (y = conv + b + r, the
+ *    residual connection of ResNets; its Relu then fuses as below);
  *  - Relu/Clip/Sigmoid/HardSwish/LeakyRelu/Gelu/Tanh after Conv/Gemm/MatMul (or any op whose
  *    table entry accepts _act, e.g. a residual Add) -> internal attributes _act (OPT_ACT_*),
  *    _act_min/_act_max (Clip), _act_alpha (LeakyRelu) on the producer.
@@ -38,7 +41,7 @@ enum opt_act {
 
 /* What opt_graph did. */
 struct opt_stats {
-	int bn_folded, bias_fused, gelu, layernorm, act_fused;
+	int bn_folded, bias_fused, gelu, layernorm, act_fused, sum_fused;
 	int nodes_before, nodes_after;
 };
 

@@ -262,9 +262,16 @@ static void plan_layouts(struct plan *p)
 			if (n->out[j] >= 0)
 				prod[n->out[j]] = s;
 		if (!strcmp(n->op_type, "Conv") && n->n_out == 1 && n->out[0] >= 0 && n->in[0] >= 0) {
+			/* With a fused residual (input 3) the output can only be blocked together with
+			 * the residual, of the same shape; its input only when the output is. */
+			int r = n->n_in > 3 ? n->in[3] : -1;
 			bool bx = blk[n->in[0]], by = blk[n->out[0]];
-			can_x[s] = bx && eng_conv_layout_ok(n, st->in, st->out, true, false);
+			if (r >= 0 && !(blk[r] && !memcmp(st->in[3]->dims, st->out[0]->dims, 4 * sizeof(int64_t))))
+				by = false;
+			can_x[s] = bx && eng_conv_layout_ok(n, st->in, st->out, true, r >= 0);
 			can_y[s] = by && eng_conv_layout_ok(n, st->in, st->out, false, true);
+			if (r >= 0 && !can_y[s])
+				can_x[s] = false;
 			cls[s] = can_x[s] || can_y[s] ? LAY_CONV : LAY_OTHER;
 			any |= can_x[s] || can_y[s];
 		} else if (lay_elementwise(n->op_type, &n_data[s]) && n->n_in >= n_data[s] && n->out[0] >= 0) {
@@ -295,14 +302,22 @@ static void plan_layouts(struct plan *p)
 					changed |= blk[n->out[0]], blk[n->out[0]] = false;
 				}
 			}
+			/* A convolution with a residual: output and residual blocked together, and a
+			 * plain output needs a plain input (our own kernels run it then). */
+			int r = cls[s] == LAY_CONV && n->n_in > 3 ? n->in[3] : -1;
+			if (r >= 0 && (blk[r] != blk[n->out[0]] || (!blk[n->out[0]] && blk[n->in[0]]))) {
+				changed |= blk[r] || blk[n->out[0]] || blk[n->in[0]];
+				blk[r] = blk[n->out[0]] = blk[n->in[0]] = false;
+			}
 			/* Inputs a step cannot read blocked: every input of LAY_OTHER steps, inputs past
-			 * the first of convolutions and pools, a convolution's input 0 without can_x. */
+			 * the first of convolutions and pools (but a blocked convolution's residual), a
+			 * convolution's input 0 without can_x. */
 			for (int j = 0; j < n->n_in; j++) {
 				int v = n->in[j];
 				if (v < 0 || !blk[v])
 					continue;
 				bool ok = (cls[s] == LAY_SAME && j < n_data[s]) || (cls[s] == LAY_GPOOL && j == 0) ||
-					  (cls[s] == LAY_CONV && j == 0 && can_x[s]);
+					  (cls[s] == LAY_CONV && j == 0 && can_x[s]) || (cls[s] == LAY_CONV && j == 3 && r >= 0);
 				if (!ok)
 					blk[v] = false, changed = true;
 			}
@@ -353,10 +368,13 @@ static void plan_layout(struct plan *p)
 			int v = n->out[j];
 			if (v < 0 || p->vals[v].kind != PV_ARENA)
 				continue;
-			/* In place: output 0 takes input 0's buffer when that dies here. */
-			if (j == 0 && (n->op->flags & ENG_OP_INPLACE) && n->in[0] >= 0) {
-				int r = root_of(p, n->in[0]);
+			/* In place: output 0 takes input 0's buffer (input 3's for a fused residual) when
+			 * that dies here and has the same size and layout. */
+			int ip = (n->op->flags & ENG_OP_INPLACE) ? 0 : (n->op->flags & ENG_OP_INPLACE_SUM) ? 3 : -1;
+			if (j == 0 && ip >= 0 && ip < n->n_in && n->in[ip] >= 0) {
+				int r = root_of(p, n->in[ip]);
 				if (p->vals[r].kind == PV_ARENA && last[r] == s && !given[r] &&
+				    p->vals[r].t.layout == p->vals[v].t.layout &&
 				    align_up(p->vals[r].t.bytes) == align_up(p->vals[v].t.bytes)) {
 					p->vals[v].off = p->vals[r].off;
 					given[r] = true; /* ownership moves to v */

@@ -48,8 +48,9 @@ static void prof_key(const struct eg_node *n, struct eng_tensor *const *in, stru
 		     char *buf, size_t len)
 {
 	int64_t act = eg_attr_int(n, "_act", 0);
-	int64_t bias = eg_attr_int(n, "_bias", 0);
-	int k = snprintf(buf, len, "%s%s%s%s", n->op_type, bias ? "+Bias" : "", act ? "+" : "", act_name(act));
+	int64_t bias = eg_attr_int(n, "_bias", 0), sum = eg_attr_int(n, "_sum", 0);
+	int k = snprintf(buf, len, "%s%s%s%s%s", n->op_type, bias ? "+Bias" : "", sum ? "+Sum" : "", act ? "+" : "",
+			 act_name(act));
 	if (!prof_shapes || !in || !out || k < 0 || (size_t)k >= len)
 		return;
 	const struct eng_tensor *ts[3] = { n->n_in > 0 ? in[0] : NULL, n->n_out > 0 ? out[0] : NULL,

@@ -145,14 +145,14 @@ static void test_dense(void **state)
 	struct tpool *pool = *state;
 	struct kepi e = { 0 };
 	const struct kdnn_conv_desc ds[] = {
-		{ 3, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 }, /* stem-like: C not a multiple of 8 */
-		{ 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
-		{ 16, 64, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },
-		{ 8, 24, 1, 3, 2, 2, 1, 2, 1, 0, 1, 2, 0 }, /* asymmetric pads, dilation */
-		{ 5, 7, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0 }, /* odd channels, no pad */
-		{ 32, 64, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0 }, /* strided 1x1 */
-		{ 24, 16, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, /* padded 1x1 */
-		{ 12, 40, 1, 5, 5, 1, 2, 1, 1, 2, 2, 2, 2 },
+		{ 3, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 }, /* stem-like: C not a multiple of 8 */
+		{ 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 },
+		{ 16, 64, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0 },
+		{ 8, 24, 1, 3, 2, 2, 1, 2, 1, 0, 1, 2, 0, 0 }, /* asymmetric pads, dilation */
+		{ 5, 7, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0 }, /* odd channels, no pad */
+		{ 32, 64, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0 }, /* strided 1x1 */
+		{ 24, 16, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0 }, /* padded 1x1 */
+		{ 12, 40, 1, 5, 5, 1, 2, 1, 1, 2, 2, 2, 2, 0 },
 	};
 	n_done = 0;
 	for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++)
@@ -167,10 +167,10 @@ static void test_depthwise(void **state)
 	struct tpool *pool = *state;
 	struct kepi e = { .act = KACT_CLIP, .min = 0, .max = 6 };
 	const struct kdnn_conv_desc ds[] = {
-		{ 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
-		{ 48, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },
-		{ 13, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 }, /* channels not a multiple of 8 */
-		{ 16, 16, 16, 5, 5, 2, 2, 2, 2, 3, 1, 2, 4 },
+		{ 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 },
+		{ 48, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0 },
+		{ 13, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 }, /* channels not a multiple of 8 */
+		{ 16, 16, 16, 5, 5, 2, 2, 2, 2, 3, 1, 2, 4, 0 },
 	};
 	n_done = 0;
 	for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++)
@@ -183,8 +183,8 @@ static void test_depthwise(void **state)
 static void test_activations(void **state)
 {
 	struct tpool *pool = *state;
-	const struct kdnn_conv_desc d = { 8, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 };
-	const struct kdnn_conv_desc dw = { 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 };
+	const struct kdnn_conv_desc d = { 8, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 };
+	const struct kdnn_conv_desc dw = { 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 };
 	const struct kepi es[] = {
 		{ .act = KACT_RELU },
 		{ .act = KACT_CLIP, .min = -0.5f, .max = 0.75f },
@@ -201,14 +201,99 @@ static void test_activations(void **state)
 	}
 }
 
+/* NCHW -> nChw8c (C a multiple of 8). */
+static void to_blocked(const float *x, int64_t N, int64_t C, int64_t HW, float *y)
+{
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t i = 0; i < HW; i++)
+				y[((n * C + c / 8 * 8) * HW + i * 8) + c % 8] = x[(n * C + c) * HW + i];
+}
+
+/* Blocked input and/or output, and a residual added before the activation (sum): results
+ * equal the NCHW reference (plus the residual) after converting back. */
+static void test_blocked_sum(void **state)
+{
+	struct tpool *pool = *state;
+	const struct kdnn_conv_desc ds[] = {
+		{ 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 },
+		{ 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1 },
+		{ 32, 16, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1 }, /* 1x1 with a residual (ResNet's last conv) */
+		{ 24, 48, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0 }, /* strided 1x1 */
+		{ 16, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0 }, /* depthwise */
+	};
+	const struct kepi e = { .act = KACT_RELU };
+	int checked = 0;
+	for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
+		const struct kdnn_conv_desc *d = &ds[k];
+		if (!kdnn_conv_possible(d, &e))
+			continue;
+		uint32_t s = 99u + (uint32_t)k;
+		int64_t N = 2, H = 9, W = 7, wn = d->M * (d->C / d->G) * d->kh * d->kw;
+		int64_t OH = (H + d->pt + d->pb - ((d->kh - 1) * d->dh + 1)) / d->sh + 1;
+		int64_t OW = (W + d->pl + d->pr - ((d->kw - 1) * d->dw + 1)) / d->sw + 1;
+		int64_t xn = N * d->C * H * W, yn = N * d->M * OH * OW;
+		float *w = malloc(wn * sizeof(float)), *b = malloc(d->M * sizeof(float));
+		float *x = malloc(xn * sizeof(float)), *xb = malloc(xn * sizeof(float)), *res = malloc(yn * sizeof(float));
+		float *ref = malloc(yn * sizeof(float)), *refb = malloc(yn * sizeof(float)), *y = malloc(yn * sizeof(float));
+		for (int64_t i = 0; i < wn; i++)
+			w[i] = rnd(&s) * 0.5f;
+		for (int64_t i = 0; i < d->M; i++)
+			b[i] = rnd(&s);
+		for (int64_t i = 0; i < xn; i++)
+			x[i] = rnd(&s);
+		for (int64_t i = 0; i < yn; i++)
+			res[i] = rnd(&s);
+		struct kepi none = { 0 };
+		ref_conv(d, N, H, W, OH, OW, x, w, b, &none, ref);
+		for (int64_t i = 0; i < yn; i++)
+			ref[i] = act(&e, ref[i] + (d->sum ? res[i] : 0.0f));
+		to_blocked(x, N, d->C, H * W, xb);
+		to_blocked(ref, N, d->M, OH * OW, refb);
+		struct kdnn_conv *c = kdnn_conv_new(d, &e);
+		void *scratch = malloc(kdnn_conv_scratch(d, N, H, W) + 1);
+		for (unsigned flags = 0; flags <= (KDNN_X_BLOCKED | KDNN_Y_BLOCKED); flags++) {
+			bool can = kdnn_conv_can(c, w, b, H, W, flags);
+			if (d->sum && !(flags & KDNN_Y_BLOCKED)) {
+				assert_false(can); /* the residual must already be in the primitive's layout */
+				continue;
+			}
+			if (!can)
+				continue;
+			if (d->sum)
+				to_blocked(res, N, d->M, OH * OW, y);
+			assert_int_equal(kdnn_conv_run(c, w, b, N, H, W, OH, OW, flags & KDNN_X_BLOCKED ? xb : x, y, scratch,
+						       flags, pool),
+					 0);
+			const float *want = flags & KDNN_Y_BLOCKED ? refb : ref;
+			for (int64_t i = 0; i < yn; i++)
+				if (!(fabsf(y[i] - want[i]) <= 1e-4f))
+					fail_msg("desc %zu flags %u element %lld: %g vs %g", k, flags, (long long)i, y[i], want[i]);
+			checked++;
+		}
+		kdnn_conv_free(c);
+		free(scratch);
+		free(w);
+		free(b);
+		free(x);
+		free(xb);
+		free(res);
+		free(ref);
+		free(refb);
+		free(y);
+	}
+	if (!getenv("ACCELD_ENGINE_DNNL"))
+		assert_true(checked >= 12);
+}
+
 /* The rule: plain 1x1 convolutions and grouped non-depthwise ones stay on our kernels. */
 static void test_rule(void **state)
 {
 	(void)state;
 	struct kepi e = { 0 };
-	const struct kdnn_conv_desc pw = { 16, 32, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0 };
-	const struct kdnn_conv_desc grp = { 16, 32, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 };
-	const struct kdnn_conv_desc k3 = { 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 };
+	const struct kdnn_conv_desc pw = { 16, 32, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0 };
+	const struct kdnn_conv_desc grp = { 16, 32, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 };
+	const struct kdnn_conv_desc k3 = { 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0 };
 	assert_false(kdnn_conv_wanted(&grp, &e));
 	if (!getenv("ACCELD_ENGINE_DNNL")) { /* 0: nothing wanted; 2: plain 1x1 wanted too */
 		assert_false(kdnn_conv_wanted(&pw, &e));
@@ -242,6 +327,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_depthwise, setup_pool, teardown_pool),
 		cmocka_unit_test_setup_teardown(test_depthwise, setup_none, NULL),
 		cmocka_unit_test_setup_teardown(test_activations, setup_pool, teardown_pool),
+		cmocka_unit_test_setup_teardown(test_blocked_sum, setup_pool, teardown_pool),
+		cmocka_unit_test_setup_teardown(test_blocked_sum, setup_none, NULL),
 		cmocka_unit_test(test_rule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -482,6 +482,74 @@ static void test_activation_kinds(void **state)
 	unsetenv("ACCELD_ENGINE_FUSE_ALL_ACTS");
 }
 
+/* ---- Conv + residual Add ---- */
+
+enum { RS_PLAIN, RS_SWAPPED, RS_BCAST_IN, RS_BCAST_OUT, RS_TWO_CONVS, RS_CONST, RS_N };
+
+/* X[N,4,5,5] and a residual Add after a Conv, per variant:
+ * RS_PLAIN: Relu(Add(Conv3x3(X), X)); RS_SWAPPED: Add(X, Conv3x3(X)), no Relu;
+ * RS_BCAST_IN: the residual is ReduceMean(X) over H, W ([N,4,1,1], broadcast into the output);
+ * RS_BCAST_OUT: a 5x5 Conv without pads ([N,4,1,1]) plus X: the Add's output is larger;
+ * RS_TWO_CONVS: Add(Conv_a(X), Conv_b(X)): only Conv_b (the later) can take the residual;
+ * RS_CONST: Add(Conv(X), constant [4,1,1]): a bias, not a residual, left alone. */
+static uint8_t *residual_model(int v, size_t *len)
+{
+	unsigned seed = 11;
+	Onnx__ModelProto *m = mb_new(13, NULL);
+	int64_t xd[4] = { -1, 4, 5, 5 }, w3[4] = { 4, 4, 3, 3 }, w5[4] = { 4, 4, 5, 5 }, bd[1] = { 4 }, cd[3] = { 4, 1, 1 };
+	int64_t pads[4] = { 1, 1, 1, 1 }, axes[2] = { 2, 3 };
+	mb_input(m, "X", MB_FLOAT, 4, xd);
+	mb_init_rand(m, "W", 4, v == RS_BCAST_OUT ? w5 : w3, &seed);
+	mb_init_rand(m, "B", 1, bd, &seed);
+	mb_init_rand(m, "W2", 4, w3, &seed);
+	mb_init_rand(m, "K", 3, cd, &seed);
+	const char *res = "X";
+	if (v == RS_BCAST_IN) {
+		mb_attr_ints(mb_node_auto(m, "ReduceMean", MB_L("X"), MB_L("mu")), "axes", 2, axes);
+		res = "mu";
+	}
+	if (v == RS_TWO_CONVS)
+		mb_attr_ints(mb_node_auto(m, "Conv", MB_L("X", "W2"), MB_L("c0")), "pads", 4, pads);
+	Onnx__NodeProto *c = mb_node_auto(m, "Conv", MB_L("X", "W", "B"), MB_L("c"));
+	if (v != RS_BCAST_OUT)
+		mb_attr_ints(c, "pads", 4, pads);
+	if (v == RS_TWO_CONVS)
+		res = "c0";
+	if (v == RS_CONST)
+		res = "K";
+	bool relu = v == RS_PLAIN || v == RS_BCAST_OUT;
+	const char *sum = relu ? "a" : "Y";
+	mb_node_auto(m, "Add", v == RS_SWAPPED ? MB_L(res, "c") : MB_L("c", res), MB_L(sum));
+	if (relu)
+		mb_node_auto(m, "Relu", MB_L("a"), MB_L("Y"));
+	mb_output(m, "Y", MB_FLOAT);
+	return mb_pack(m, len);
+}
+
+/* Each variant: fused where legal (fewer nodes, sum_fused counted), same outputs as unoptimised. */
+static void test_conv_residual(void **state)
+{
+	(void)state;
+	/* nodes after the rewrites, and whether the residual fused */
+	static const int want_nodes[RS_N] = { 1, 1, 2, 1, 2, 2 };
+	static const int want_sum[RS_N] = { 1, 1, 1, 1, 1, 0 };
+	for (int v = 0; v < RS_N; v++) {
+		size_t len;
+		uint8_t *buf = residual_model(v, &len);
+		struct opt_stats st;
+		int nodes = count_nodes(buf, len, true, &st);
+		if (nodes != want_nodes[v] || st.sum_fused != want_sum[v])
+			fail_msg("variant %d: %d nodes, %d residuals fused", v, nodes, st.sum_fused);
+		float x[2 * 4 * 5 * 5], a[2 * 4 * 5 * 5], b[2 * 4 * 5 * 5];
+		fill(x, ACC_ARRAY_LEN(x), 40 + v);
+		int64_t dims[4] = { 2, 4, 5, 5 };
+		run_model(buf, len, false, x, 4, dims, a, ACC_ARRAY_LEN(a));
+		run_model(buf, len, true, x, 4, dims, b, ACC_ARRAY_LEN(b));
+		assert_close(a, b, ACC_ARRAY_LEN(a), 1e-4f);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +560,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_bias_act),
 		cmocka_unit_test(test_matmul_bias_wrong_shape_kept),
 		cmocka_unit_test(test_activation_kinds),
+		cmocka_unit_test(test_conv_residual),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

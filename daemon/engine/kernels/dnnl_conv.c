@@ -187,7 +187,7 @@ bool kdnn_conv_possible(const struct kdnn_conv_desc *d, const struct kepi *e)
 	float a, b;
 	if (g_off || !g_eng || !act_alg(e, &alg, &a, &b))
 		return false;
-	return d->G == 1 || (d->G == d->C && d->G == d->M);
+	return d->G == 1 || (d->G == d->C && d->G == d->M && !d->sum);
 }
 
 bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e)
@@ -369,6 +369,7 @@ static void make_entry(struct kdnn_conv *c, struct entry *en, const float *w, co
 	act_alg(&c->e, &alg, &a, &bb);
 	bool good = !dnnl_primitive_attr_create(&at) &&
 		    !dnnl_primitive_attr_set_scratchpad_mode(at, dnnl_scratchpad_mode_user) && !dnnl_post_ops_create(&po) &&
+		    (!d->sum || !dnnl_post_ops_append_sum(po, 1.0f)) &&
 		    (alg == dnnl_alg_kind_undef || !dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, bb)) &&
 		    !dnnl_primitive_attr_set_post_ops(at, po);
 	tls_get(0); /* one OpenMP thread in this thread before the primitive picks its blocking */
@@ -543,6 +544,8 @@ bool kdnn_conv_can(struct kdnn_conv *c, const float *w, const float *b, int64_t 
 	if (!c || !g_eng)
 		return false;
 	struct entry *en = get_entry(c, H, W, w, b);
+	if (c->d.sum && !(flags & KDNN_Y_BLOCKED))
+		return false; /* the residual would have to be reordered into the primitive's dst first */
 	return en && en->ok && (!(flags & KDNN_X_BLOCKED) || en->src8) && (!(flags & KDNN_Y_BLOCKED) || en->dst8);
 }
 
@@ -553,7 +556,8 @@ int kdnn_conv_run(struct kdnn_conv *c, const float *w, const float *b, int64_t N
 	if (!c || !g_eng)
 		return -ENOTSUP;
 	struct entry *en = get_entry(c, H, W, w, b);
-	if (!en || !en->ok || ((flags & KDNN_X_BLOCKED) && !en->src8) || ((flags & KDNN_Y_BLOCKED) && !en->dst8))
+	if (!en || !en->ok || ((flags & KDNN_X_BLOCKED) && !en->src8) || ((flags & KDNN_Y_BLOCKED) && !en->dst8) ||
+	    (c->d.sum && !(flags & KDNN_Y_BLOCKED)))
 		return -ENOTSUP;
 	struct job j = { c, en, H, W, OH, OW, x, y, scratch, 1, flags & KDNN_X_BLOCKED, flags & KDNN_Y_BLOCKED, 0 };
 	if (!c->dw && en->rsrc && !j.xblk) {

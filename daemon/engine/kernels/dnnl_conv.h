@@ -18,6 +18,7 @@ struct kdnn_conv_desc {
 	int64_t C, M, G; /* input channels, output channels, groups */
 	int64_t kh, kw, sh, sw, dh, dw; /* kernel, stride, dilation (1 = none) */
 	int64_t pt, pl, pb, pr; /* pads: top, left, bottom, right */
+	int64_t sum; /* 1: y holds a residual on entry, added before the activation (dense only) */
 };
 
 /* Per-node state: primitives per input size, weights reordered once. Opaque. */
@@ -41,10 +42,10 @@ enum { KDNN_X_BLOCKED = 1, KDNN_Y_BLOCKED = 2 };
 
 /* Whether the convolution can run on H x W inputs with these layout flags (creating its
  * primitives now; w and b as for kdnn_conv_run). False when oneDNN cannot, or the blocked side
- * has channels that are not a multiple of 8. */
+ * has channels that are not a multiple of 8. A convolution with sum needs KDNN_Y_BLOCKED. */
 bool kdnn_conv_can(struct kdnn_conv *c, const float *w, const float *b, int64_t H, int64_t W, unsigned flags);
-/* y = act(conv(x, w) + b) for N images of H x W (output OH x OW), NCHW in and out unless flags
- * say blocked. w (oihw) and b (M floats, may be NULL) must be the node's constants: they are
+/* y = act(conv(x, w) + b [+ y when d->sum]) for N images of H x W (output OH x OW), NCHW in and
+ * out unless flags say blocked. w (oihw) and b (M floats, may be NULL) must be the node's constants: they are
  * reordered/copied at the first run and never read again. scratch holds kdnn_conv_scratch
  * bytes. Returns 0, or -ENOTSUP when oneDNN cannot do it (the caller then runs its own kernels;
  * never for flags that kdnn_conv_can accepted). Thread-safe. */

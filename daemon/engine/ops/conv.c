@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kernels/act.h"
+#include "kernels/broadcast.h"
 #ifdef HAVE_DNNL
 #include "kernels/dnnl_conv.h"
 #endif
@@ -105,9 +106,12 @@ static void conv_free_params(void *params)
 
 static int conv_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
-	int rc = eng_prepare_fused(g, n, 2, 3, err);
+	bool sum = eg_attr_int(n, "_sum", 0) != 0;
+	int rc = eng_prepare_fused(g, n, 2, sum ? 4 : 3, err);
 	if (rc)
 		return rc;
+	if (sum && (n->n_in != 4 || n->in[3] < 0 || eg_attr_int(n, "group", 1) != 1))
+		return eng_node_err(err, -EINVAL, n, "_sum needs a residual fourth input and group 1");
 	/* Constant weights (not depthwise): reserve room to pack them. */
 	const struct eg_value *w = &g->values[n->in[1]];
 	int64_t G = eg_attr_int(n, "group", 1);
@@ -212,7 +216,8 @@ static bool conv_dnnl_desc(const struct eg_node *n, struct eng_tensor *const *in
 	    (!p->g->values[n->in[2]].konst || p->g->values[n->in[2]].konst->data != in[2]->data))
 		return false;
 	*d = (struct kdnn_conv_desc){ in[0]->dims[1], in[1]->dims[0], eg_attr_int(n, "group", 1), w->kern[0], w->kern[1],
-				      w->stride[0], w->stride[1], w->dil[0], w->dil[1], w->pb[0], w->pb[1], w->pe[0], w->pe[1] };
+				      w->stride[0], w->stride[1], w->dil[0], w->dil[1], w->pb[0], w->pb[1], w->pe[0], w->pe[1],
+				      n->n_in > 3 && in[3] };
 	return true;
 }
 
@@ -280,6 +285,12 @@ bool eng_conv_layout_ok(const struct eg_node *n, struct eng_tensor *const *in, s
 #endif
 }
 
+/* Bytes reserved at the front of scratch for the convolution's own result (64-aligned). */
+static size_t conv_tmp_bytes(const struct eng_tensor *cv)
+{
+	return ((size_t)eng_numel(cv) * sizeof(float) + 63) & ~(size_t)63;
+}
+
 static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		      size_t *scratch, char **err)
 {
@@ -298,6 +309,19 @@ static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, str
 	}
 	if (!conv_is_pointwise(&w))
 		*scratch = (size_t)(in[1]->dims[1] * ksz * osz) * sizeof(float);
+	/* A fused residual (_sum): the output is the broadcast of the convolution and the residual;
+	 * when that is larger than the convolution, the convolution goes to the front of scratch. */
+	if (n->n_in > 3 && in[3]) {
+		struct eng_tensor cv = *out[0], bc = { 0 };
+		struct eng_tensor *pair[2] = { &cv, in[3] };
+		if (eng_broadcast_shape(pair, 2, &bc))
+			return eng_node_err(err, -EINVAL, n, "residual input does not broadcast with the output");
+		if (bc.ndims != cv.ndims || memcmp(bc.dims, cv.dims, cv.ndims * sizeof(int64_t))) {
+			out[0]->ndims = bc.ndims;
+			memcpy(out[0]->dims, bc.dims, sizeof(bc.dims));
+			*scratch += conv_tmp_bytes(&cv);
+		}
+	}
 #ifdef HAVE_DNNL
 	struct kdnn_conv_desc dd;
 	struct kepi e;
@@ -309,6 +333,29 @@ static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, str
 	}
 #endif
 	return 0;
+}
+
+/* y[run] = x[run]: one broadcast run of the residual copy. */
+static void res_copy_run(void *arg, int64_t n, const int64_t *off, const int64_t *inc, int64_t out_off)
+{
+	const float *const *io = arg;
+	const float *x = io[0] + off[0];
+	float *y = (float *)io[1] + out_off;
+	if (inc[0])
+		memcpy(y, x, n * sizeof(float));
+	else
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[0];
+}
+
+/* y[run] = a[run] + b[run]: one broadcast run of the late residual add. */
+static void res_add_run(void *arg, int64_t n, const int64_t *off, const int64_t *inc, int64_t out_off)
+{
+	const float *const *io = arg;
+	const float *a = io[0] + off[0], *b = io[1] + off[1];
+	float *y = (float *)io[2] + out_off;
+	for (int64_t i = 0; i < n; i++)
+		y[i] = a[i * inc[0]] + b[i * inc[1]];
 }
 
 struct im2col_job {
@@ -400,14 +447,44 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		osz *= w.out[i];
 		ksz *= w.kern[i];
 	}
+	/* A fused residual R: pre-filled into y when it fits (the kernels then add to y: oneDNN's
+	 * sum post-op, beta 1 for the GEMM); when it broadcasts the output larger, the convolution
+	 * goes to scratch and the residual and activation follow. */
+	const struct eng_tensor *R = n->n_in > 3 ? in[3] : NULL;
+	float *y = out[0]->data, beta = 0.0f;
+	struct kepi late = { .act = KACT_NONE };
+	if (R && eng_numel(out[0]) == N * M * osz) {
+		if (R->data != out[0]->data) {
+			if (R->layout != out[0]->layout)
+				return eng_node_err(err, -EIO, n, "internal: residual and output layouts differ");
+			struct bcast bc;
+			const struct eng_tensor *rs[1] = { R };
+			const float *io[2] = { R->data, y };
+			bcast_init(&bc, 1, rs, out[0]);
+			bcast_run(&bc, res_copy_run, io, ctx->pool);
+		}
+		beta = 1.0f;
+	} else if (R) {
+		struct eng_tensor cv = *out[0];
+		cv.ndims = X->ndims;
+		cv.dims[0] = N;
+		cv.dims[1] = M;
+		for (int i = 0; i < w.k; i++)
+			cv.dims[2 + i] = w.out[i];
+		y = scratch;
+		scratch = (char *)scratch + conv_tmp_bytes(&cv);
+		late = epi;
+		late.bias = NULL;
+		epi.act = KACT_NONE;
+	}
 #ifdef HAVE_DNNL
-	if (!conv_dnnl(n, in, out[0], &w, &epi, scratch, ctx->pool))
+	if (!(R && beta == 0.0f) && !conv_dnnl(n, in, out[0], &w, &epi, scratch, ctx->pool))
 		return 0;
 #endif
 	if (in[0]->layout != ENG_LAYOUT_PLAIN || out[0]->layout != ENG_LAYOUT_PLAIN)
 		return eng_node_err(err, -EIO, n, "internal: no kernel for its blocked layout");
 	const float *x = X->data, *wt = W->data;
-	float *y = out[0]->data, *col = scratch;
+	float *col = scratch;
 	if (w.k == 2 && Cg == 1 && Mg == 1 && G > 1) {
 		struct kdw_geom dg = { N, C, w.in[0], w.in[1], w.out[0], w.out[1], w.kern[0], w.kern[1], w.stride[0],
 				       w.stride[1], w.dil[0], w.dil[1], w.pb[0], w.pb[1] };
@@ -430,13 +507,28 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 			if (ge.bias)
 				ge.bias += g * Mg;
 			kgemm_ex(false, false, Mg, osz, Cg * ksz, 1.0f, wt + g * Mg * Cg * ksz, Cg * ksz, pk ? &pk[g] : NULL,
-				 src, osz, NULL, 0.0f, yg, osz, &ge, ctx->pool);
+				 src, osz, NULL, beta, yg, osz, &ge, ctx->pool);
 		}
+	if (R && beta == 0.0f) {
+		struct eng_tensor cv = *out[0];
+		cv.ndims = X->ndims;
+		cv.dims[0] = N;
+		cv.dims[1] = M;
+		for (int i = 0; i < w.k; i++)
+			cv.dims[2 + i] = w.out[i];
+		struct bcast bc;
+		const struct eng_tensor *ts[2] = { &cv, R };
+		const float *io[3] = { y, R->data, out[0]->data };
+		bcast_init(&bc, 2, ts, out[0]);
+		bcast_run(&bc, res_add_run, io, ctx->pool);
+		if (late.act != KACT_NONE)
+			kact_apply(&late, out[0]->data, eng_numel(out[0]));
+	}
 	return 0;
 }
 
 const struct eng_op eng_ops_conv[] = {
-	{ "Conv", 1, ENG_OPSET_LATEST, DTM_FLOAT, "auto_pad dilations group kernel_shape pads strides " KACT_ATTRS, 0,
-	  conv_prepare, conv_infer, conv_run, 0 },
+	{ "Conv", 1, ENG_OPSET_LATEST, DTM_FLOAT, "auto_pad dilations group kernel_shape pads strides _sum " KACT_ATTRS,
+	  ENG_OP_INPLACE_SUM, conv_prepare, conv_infer, conv_run, 0 },
 	{ NULL, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0 },
 };

@@ -29,6 +29,7 @@ enum {
 	ENG_OP_VIEW = 1, /* output 0 holds exactly input 0's bytes (Reshape...): may alias it */
 	ENG_OP_INPLACE = 2, /* output 0 may reuse input 0's buffer when sizes match */
 	ENG_OP_SHAPE_ONLY = 4, /* reads only its input's shape: foldable once shapes are known */
+	ENG_OP_INPLACE_SUM = 8, /* output 0 may reuse input 3's buffer (a fused residual) when sizes match */
 };
 
 /* Bit for a dtype in an op's type mask. */

@@ -285,6 +285,18 @@ bool eng_conv_layout_ok(const struct eg_node *n, struct eng_tensor *const *in, s
 #endif
 }
 
+/* The convolution's own result shape (before a residual broadcasts it): like out, N x M x w.out. */
+static struct eng_tensor conv_result(const struct eng_tensor *out, int64_t N, int64_t M, const struct eng_win *w)
+{
+	struct eng_tensor cv = *out;
+	cv.ndims = w->k + 2;
+	cv.dims[0] = N;
+	cv.dims[1] = M;
+	for (int i = 0; i < w->k; i++)
+		cv.dims[2 + i] = w->out[i];
+	return cv;
+}
+
 /* Bytes reserved at the front of scratch for the convolution's own result (64-aligned). */
 static size_t conv_tmp_bytes(const struct eng_tensor *cv)
 {
@@ -465,12 +477,7 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		}
 		beta = 1.0f;
 	} else if (R) {
-		struct eng_tensor cv = *out[0];
-		cv.ndims = X->ndims;
-		cv.dims[0] = N;
-		cv.dims[1] = M;
-		for (int i = 0; i < w.k; i++)
-			cv.dims[2 + i] = w.out[i];
+		struct eng_tensor cv = conv_result(out[0], N, M, &w);
 		y = scratch;
 		scratch = (char *)scratch + conv_tmp_bytes(&cv);
 		late = epi;
@@ -510,12 +517,7 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 				 src, osz, NULL, beta, yg, osz, &ge, ctx->pool);
 		}
 	if (R && beta == 0.0f) {
-		struct eng_tensor cv = *out[0];
-		cv.ndims = X->ndims;
-		cv.dims[0] = N;
-		cv.dims[1] = M;
-		for (int i = 0; i < w.k; i++)
-			cv.dims[2 + i] = w.out[i];
+		struct eng_tensor cv = conv_result(out[0], N, M, &w);
 		struct bcast bc;
 		const struct eng_tensor *ts[2] = { &cv, R };
 		const float *io[3] = { y, R->data, out[0]->data };

@@ -204,7 +204,7 @@ fail:
 enum lay_class {
 	LAY_OTHER, /* reads and writes plain values only */
 	LAY_CONV, /* a convolution oneDNN runs: input 0 and output 0 may each be blocked (see can_x/can_y) */
-	LAY_SAME, /* elementwise on equal shapes: its data inputs and output 0 share one layout */
+	LAY_SAME, /* elementwise on equal shapes, or a 2-D pool: data inputs and output 0 share one layout */
 	LAY_GPOOL, /* global pool: input 0 may be blocked, output plain */
 };
 
@@ -280,6 +280,11 @@ static void plan_layouts(struct plan *p)
 				if (n->in[j] < 0 || st->in[j]->ndims != 4 ||
 				    memcmp(st->in[j]->dims, st->out[0]->dims, 4 * sizeof(int64_t)))
 					cls[s] = LAY_OTHER;
+		} else if ((!strcmp(n->op_type, "MaxPool") || !strcmp(n->op_type, "AveragePool")) &&
+			   (n->n_out == 1 || n->out[1] < 0) && n->out[0] >= 0 && st->in[0]->ndims == 4 &&
+			   st->in[0]->dims[3] <= 2048 /* pool.c: POOL8_W_MAX */) {
+			cls[s] = LAY_SAME; /* 2-D windows, no Indices: input and output share the layout */
+			n_data[s] = 1;
 		} else if (!strcmp(n->op_type, "GlobalAveragePool") || !strcmp(n->op_type, "GlobalMaxPool")) {
 			cls[s] = LAY_GPOOL;
 		}

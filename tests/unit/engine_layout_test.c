@@ -25,13 +25,14 @@
 
 /* Network variants. */
 enum {
-	NET_POOL = 1, /* a MaxPool also reads r3 (plain reader in the middle of the chain) */
+	NET_POOL = 1, /* the MaxPool reading r3 also gives Indices (a plain reader mid-chain) */
 	NET_ODD = 2, /* the first convolution has 12 outputs (not a multiple of 8) */
 	NET_BCAST = 4, /* the residual Add broadcasts a [1,16,1,1] constant instead */
 };
 
-/* X[N,8,12,10] -> Conv 3x3 + Relu -> depthwise 3x3 s2 + Clip(0,6) -> Conv 1x1 -> Add(residual)
- * -> Relu -> Conv 3x3 (24) -> GlobalAveragePool -> Flatten = Y (and MaxPool of the Relu = P). */
+/* X[N,8,12,10] -> Conv 3x3 + Relu -> AveragePool 3x3 -> depthwise 3x3 s2 + Clip(0,6) -> Conv 1x1
+ * -> Add(residual) -> Relu -> Conv 3x3 (24) -> GlobalAveragePool -> Flatten = Y; GlobalMaxPool of
+ * MaxPool 2x2 s2 of the Relu = P (and the MaxPool's Indices = I with NET_POOL). */
 static uint8_t *net(unsigned v, size_t *len)
 {
 	unsigned seed = 7;
@@ -63,7 +64,11 @@ static uint8_t *net(unsigned v, size_t *len)
 	}
 	mb_attr_ints(mb_node_auto(m, "Conv", MB_L(stem_in, "W1", "B1"), MB_L("c1")), "pads", 4, p1);
 	mb_node_auto(m, "Relu", MB_L("c1"), MB_L("r1"));
-	Onnx__NodeProto *dw = mb_node_auto(m, "Conv", MB_L("r1", "Wd"), MB_L("c2"));
+	int64_t k3[2] = { 3, 3 };
+	Onnx__NodeProto *ap = mb_node_auto(m, "AveragePool", MB_L("r1"), MB_L("m1"));
+	mb_attr_ints(ap, "kernel_shape", 2, k3);
+	mb_attr_ints(ap, "pads", 4, p1); /* edges average fewer values (count_include_pad 0) */
+	Onnx__NodeProto *dw = mb_node_auto(m, "Conv", MB_L("m1", "Wd"), MB_L("c2"));
 	mb_attr_int(dw, "group", c1);
 	mb_attr_ints(dw, "pads", 4, p1);
 	mb_attr_ints(dw, "strides", 2, s2);
@@ -75,12 +80,13 @@ static uint8_t *net(unsigned v, size_t *len)
 	mb_node_auto(m, "GlobalAveragePool", MB_L("c4"), MB_L("g"));
 	mb_node_auto(m, "Flatten", MB_L("g"), MB_L("Y"));
 	mb_output(m, "Y", MB_FLOAT);
-	if (v & NET_POOL) {
-		Onnx__NodeProto *mp = mb_node_auto(m, "MaxPool", MB_L("r3"), MB_L("P"));
-		mb_attr_ints(mp, "kernel_shape", 2, k2);
-		mb_attr_ints(mp, "strides", 2, s2);
-		mb_output(m, "P", MB_FLOAT);
-	}
+	Onnx__NodeProto *mp = mb_node_auto(m, "MaxPool", MB_L("r3"), v & NET_POOL ? MB_L("m2", "I") : MB_L("m2"));
+	mb_attr_ints(mp, "kernel_shape", 2, k2);
+	mb_attr_ints(mp, "strides", 2, s2);
+	mb_node_auto(m, "GlobalMaxPool", MB_L("m2"), MB_L("P"));
+	mb_output(m, "P", MB_FLOAT);
+	if (v & NET_POOL)
+		mb_output(m, "I", MB_INT64);
 	return mb_pack(m, len);
 }
 
@@ -104,7 +110,7 @@ static char *run(const uint8_t *buf, size_t len, bool blocked, int64_t n, float 
 		x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
 	struct eng_tensor in = { .dtype = DT_FP32, .ndims = 4, .dims = { n, 8, 12, 10 }, .data = x,
 				 .bytes = xn * sizeof(float) };
-	struct eng_tensor outs[2];
+	struct eng_tensor outs[3];
 	eng_profile_reset();
 	if (eng_exec_run(e, &in, outs, &err))
 		fail_msg("run: %s", err);
@@ -148,12 +154,12 @@ static char *compare(unsigned v, int64_t n)
 {
 	size_t len;
 	uint8_t *buf = net(v, &len);
-	float *a[2] = { 0 }, *b[2] = { 0 };
-	size_t an[2] = { 0 }, bn[2] = { 0 };
+	float *a[3] = { 0 }, *b[3] = { 0 };
+	size_t an[3] = { 0 }, bn[3] = { 0 };
 	char *pa = run(buf, len, true, n, a, an);
 	char *pb = run(buf, len, false, n, b, bn);
 	assert_false(strstr(pb, "[8c]")); /* off means off */
-	for (int o = 0; o < 2; o++) {
+	for (int o = 0; o < 3; o++) {
 		assert_int_equal(an[o], bn[o]);
 		for (size_t i = 0; i < an[o]; i++)
 			if (!(fabsf(a[o][i] - b[o][i]) <= 1e-4f + 1e-4f * fabsf(b[o][i])))
@@ -178,6 +184,8 @@ static void test_chain(void **state)
 		assert_true(prof_has(p, "x8x12x10->[8c]", "Conv+Relu")); /* plain graph input, blocked output */
 		assert_true(prof_has(p, "Conv+Sum+Relu [8c]", "->[8c]")); /* 1x1 + residual Add + Relu */
 		assert_true(prof_has(p, "GlobalAveragePool [8c]", NULL));
+		assert_true(prof_has(p, "AveragePool [8c]", "->[8c]"));
+		assert_true(prof_has(p, "MaxPool [8c]", "->[8c]"));
 		assert_false(prof_has(p, "Flatten [8c]", NULL));
 #endif
 		free(p);
@@ -191,7 +199,7 @@ static void test_plain_reader(void **state)
 	(void)state;
 	char *p = compare(NET_POOL, 2);
 #ifdef HAVE_DNNL
-	assert_true(prof_has(p, "MaxPool 2x16", NULL));
+	assert_true(prof_has(p, "MaxPool 2x16", NULL)); /* Indices: plain */
 	assert_true(prof_has(p, "Conv+Sum+Relu 2x", NULL)); /* residual, output and input all plain */
 	assert_false(prof_has(p, "Conv+Sum+Relu [8c]", NULL));
 	assert_true(prof_has(p, "GlobalAveragePool [8c]", NULL)); /* last conv: plain in, blocked out */

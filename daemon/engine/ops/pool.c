@@ -282,6 +282,59 @@ static void pool_fast_part(void *arg, int64_t p0, int64_t p1)
 	}
 }
 
+/* nChw8c input and output (2-D, no Indices): rows [r0, r1) of (image, block of 8 channels,
+ * output row). As on the fast path, the window's input rows are first combined into one row t
+ * (8 channels per column, contiguous vector loops), then each output combines kw columns of t. */
+#define POOL8_W_MAX 2048 /* widest input row (columns) the blocked path keeps on the stack */
+VM_VEC static void pool_part8(void *arg, int64_t r0, int64_t r1)
+{
+	const struct pool_job *j = arg;
+	const struct eng_win *w = j->w;
+	int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
+	float t[POOL8_W_MAX * 8];
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t pl = r / OH, oh = r % OH, h0 = oh * w->stride[0] - w->pb[0], rows = 0, rows_pad = 0;
+		const float *restrict x = j->x + pl * H * W * 8;
+		float *restrict y = j->y + (pl * OH + oh) * OW * 8;
+		for (int64_t kh = 0; kh < w->kern[0]; kh++) {
+			int64_t ih = h0 + kh * w->dil[0];
+			rows_pad += ih >= -w->pb[0] && ih < H + w->pe[0];
+			if (ih < 0 || ih >= H)
+				continue;
+			pool_vert(t, x + ih * W * 8, W * 8, rows == 0, j->maxp);
+			rows++;
+		}
+		for (int64_t ow = 0; ow < OW; ow++) {
+			int64_t w0 = ow * w->stride[1] - w->pb[1], cols = 0, cols_pad = 0;
+			float acc[8];
+			for (int l = 0; l < 8; l++)
+				acc[l] = j->maxp ? -INFINITY : 0.0f;
+			for (int64_t kw = 0; rows && kw < w->kern[1]; kw++) {
+				int64_t iw = w0 + kw * w->dil[1];
+				cols_pad += iw >= -w->pb[1] && iw < W + w->pe[1];
+				if (iw < 0 || iw >= W)
+					continue;
+				cols++;
+				const float *v = t + iw * 8;
+				if (j->maxp)
+					for (int l = 0; l < 8; l++)
+						acc[l] = v[l] > acc[l] ? v[l] : acc[l];
+				else
+					for (int l = 0; l < 8; l++)
+						acc[l] += v[l];
+			}
+			if (!rows) /* count the padded columns all the same */
+				for (int64_t kw = 0; kw < w->kern[1]; kw++) {
+					int64_t iw = w0 + kw * w->dil[1];
+					cols_pad += iw >= -w->pb[1] && iw < W + w->pe[1];
+				}
+			float div = (float)(j->include_pad ? rows_pad * cols_pad : rows * cols);
+			for (int l = 0; l < 8; l++)
+				y[ow * 8 + l] = j->maxp ? acc[l] : div > 0 ? acc[l] / div : 0.0f;
+		}
+	}
+}
+
 static int pool_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		    void *scratch, struct eng_ctx *ctx, char **err)
 {
@@ -298,6 +351,13 @@ static int pool_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		j.ksz *= w.kern[i];
 	}
 	int64_t planes = in[0]->dims[0] * in[0]->dims[1];
+	if (in[0]->layout == ENG_LAYOUT_NCHW8C || out[0]->layout == ENG_LAYOUT_NCHW8C) {
+		/* the plan blocks only 2-D pools without Indices, input and output together */
+		if (w.k != 2 || j.ind || in[0]->layout != out[0]->layout || w.in[1] > POOL8_W_MAX)
+			return eng_node_err(err, -EIO, n, "internal: no kernel for its blocked layout");
+		tpool_for(ctx->pool, planes / 8 * w.out[0], 1 + 16384 / (w.out[1] * j.ksz * 8 + 1), pool_part8, &j);
+		return 0;
+	}
 	if (pool_fast_ok(&j)) {
 		int x = w.k - 1;
 		int64_t len = (w.out[x] - 1) * w.stride[x] + (w.kern[x] - 1) * w.dil[x] + 1;

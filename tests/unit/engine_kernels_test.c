@@ -133,6 +133,13 @@ static void test_gemm_sizes(void **state)
 		check_gemm(pool, 101, 45, 520, true, false, 1.0f, 1.0f, 1, NULL);
 		check_gemm(pool, 3, 1100, 19, false, false, 1.0f, 0.0f, 0, NULL);
 		check_gemm(pool, 1, 1030, 70, false, true, 1.0f, 0.0f, 2, NULL);
+		/* Few rows against a packed B: A is packed once before the columns are split (4-row
+		 * strips for M = 4, 8, 16 on AVX2), across the KC block and a partial last panel. */
+		static const int64_t few[] = { 1, 4, 5, 8, 12, 16, 32, 96 };
+		for (size_t a = 0; a < sizeof(few) / sizeof(*few); a++) {
+			check_gemm(pool, few[a], 300, 270, a & 1, false, 1.0f, a & 2 ? 1.0f : 0.0f, 2, NULL);
+			check_gemm(NULL, few[a], 130, 90, false, a & 1, 1.0f, 0.0f, 2, NULL);
+		}
 	}
 	kgemm_set_isa(KGEMM_ISA_AUTO);
 	tpool_free(pool);
@@ -151,6 +158,7 @@ static void test_gemm_epilogue(void **state)
 			struct kepi e = { bias, act & 1, act, -0.3f, 0.4f, 0.2f };
 			check_gemm(pool, 13 + act, 21, 17, false, act & 2, 1.0f, 0.0f, act & 3, &e);
 			check_gemm(pool, 70, 50, 40, true, false, 1.0f, 1.0f, 1, &e);
+			check_gemm(pool, 8, 130, 90, false, false, 1.0f, 0.0f, 2, &e);
 		}
 	}
 	kgemm_set_isa(KGEMM_ISA_AUTO);

@@ -364,6 +364,54 @@ static void test_reshape_by_input_and_views(void **state)
 	eng_model_free(m);
 }
 
+/* Transpose of rank-3 tensors big enough for the blocked (8 x 8 register) paths, with edges
+ * that are not multiples of 8, for every permutation, against index arithmetic. */
+static void test_transpose_perms(void **state)
+{
+	static const int64_t perms[6][3] = { { 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 } };
+	int64_t d[3] = { 5, 19, 37 };
+	float *xs = malloc(5 * 19 * 37 * sizeof(float));
+	for (int i = 0; i < 5 * 19 * 37; i++)
+		xs[i] = (float)i;
+	for (int p = 0; p < 6; p++) {
+		Onnx__ModelProto *mp = mb_new(13, "engine_test");
+		mb_input(mp, "X", MB_FLOAT, 3, d);
+		Onnx__NodeProto *t = mb_node(mp, "Transpose", "t", MB_L("X"), MB_L("Y"));
+		mb_attr_ints(t, "perm", 3, perms[p]);
+		mb_output(mp, "Y", MB_FLOAT);
+		size_t len;
+		uint8_t *buf = mb_pack(mp, &len);
+		struct eng_model *m;
+		struct eng_exec *x;
+		load(buf, len, 2, &m, &x);
+		free(buf);
+		struct eng_tensor in = f32_tensor(xs, 3, d), out;
+		char *err = NULL;
+		if (eng_exec_run(x, &in, &out, &err))
+			fail_msg("run: %s", err);
+		assert_int_equal(out.ndims, 3);
+		int64_t od[3] = { d[perms[p][0]], d[perms[p][1]], d[perms[p][2]] };
+		for (int k = 0; k < 3; k++)
+			assert_int_equal(out.dims[k], od[k]);
+		const float *y = out.data;
+		for (int64_t i = 0; i < od[0]; i++)
+			for (int64_t j = 0; j < od[1]; j++)
+				for (int64_t k = 0; k < od[2]; k++) {
+					int64_t idx[3];
+					idx[perms[p][0]] = i;
+					idx[perms[p][1]] = j;
+					idx[perms[p][2]] = k;
+					float want = xs[(idx[0] * d[1] + idx[1]) * d[2] + idx[2]];
+					if (y[(i * od[1] + j) * od[2] + k] != want)
+						fail_msg("perm %d: y[%lld,%lld,%lld] = %g, want %g", p, (long long)i, (long long)j,
+							 (long long)k, y[(i * od[1] + j) * od[2] + k], want);
+				}
+		eng_exec_free(x);
+		eng_model_free(m);
+	}
+	free(xs);
+}
+
 static void test_graph_order_and_cycles(void **state)
 {
 	/* Nodes listed out of order still run in dependency order. */
@@ -525,6 +573,7 @@ int main(void)
 		cmocka_unit_test(test_unsupported_attribute_and_external_data),
 		cmocka_unit_test(test_op_supported),
 		cmocka_unit_test(test_reshape_by_input_and_views),
+		cmocka_unit_test(test_transpose_perms),
 		cmocka_unit_test(test_graph_order_and_cycles),
 		cmocka_unit_test(test_threads_and_parallel_execs),
 		cmocka_unit_test(test_constant_output),

@@ -1,7 +1,8 @@
 /* gemm.c - the engine's sgemm: Goto-style blocking with packed panels and register-blocked
- * micro-kernels, run-time dispatch between AVX-512 (8x32 tiles), AVX2+FMA (6x16) and a
- * portable kernel (4x8, SSE2 vectors), fused bias + activation epilogue on each tile while it
- * is in registers' reach, threads splitting the columns (or rows) of C.
+ * micro-kernels, run-time dispatch between AVX-512 (8x32 tiles), AVX2+FMA (6x16; 4x16 for
+ * 4, 8 or 16 rows) and a portable kernel (4x8, SSE2 vectors), fused bias + activation epilogue
+ * on each tile while it is in registers' reach, threads splitting the columns (or rows) of C
+ * into parts claimed dynamically.
  *
  * Why our own kernel rather than the libraries (measured on the dev machine, Zen 3, AVX2 only,
  * 2 threads; see the helper's report for the numbers): Debian's OpenBLAS 0.3.21 picks its
@@ -33,6 +34,7 @@
 #define KC 256
 #define MC 96
 #define NC 1024
+#define PART_WORK 1.6e7 /* multiply-adds per part of a big product */
 
 typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
 		      float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0);
@@ -156,6 +158,11 @@ UKR_DISPATCH(ukr_w16, , UKR_CASE(ukr_w16, 1) UKR_CASE(ukr_w16, 2) UKR_CASE(ukr_w
 UKR_DEFINE(ukr_avx2, T_AVX2, 8, 6)
 UKR_DISPATCH(ukr_avx2, T_AVX2, UKR_CASE(ukr_avx2, 1) UKR_CASE(ukr_avx2, 2) UKR_CASE(ukr_avx2, 3)
 				       UKR_CASE(ukr_avx2, 4) UKR_CASE(ukr_avx2, 5) UKR_CASE(ukr_avx2, 6))
+/* 4 x 16 tiles for few rows (8 accumulators keep both FMA pipes busy: M = 8 takes two of
+ * these instead of a 6-row tile and a latency-bound 2-row one). */
+UKR_DEFINE(ukr_avx2m4, T_AVX2, 8, 4)
+UKR_DISPATCH(ukr_avx2m4, T_AVX2, UKR_CASE(ukr_avx2m4, 1) UKR_CASE(ukr_avx2m4, 2) UKR_CASE(ukr_avx2m4, 3)
+					 UKR_CASE(ukr_avx2m4, 4))
 UKR_DEFINE(ukr_avx512, T_AVX512, 16, 8)
 UKR_DISPATCH(ukr_avx512, T_AVX512, UKR_CASE(ukr_avx512, 1) UKR_CASE(ukr_avx512, 2) UKR_CASE(ukr_avx512, 3)
 					   UKR_CASE(ukr_avx512, 4) UKR_CASE(ukr_avx512, 5) UKR_CASE(ukr_avx512, 6)
@@ -177,10 +184,16 @@ static const struct kfam fams[] = {
 	[KGEMM_ISA_W16] = { KGEMM_ISA_W16, 8, 32, ukr_w16, "w16" },
 };
 
+#ifdef HAVE_X86_KERNELS
+/* The AVX2 family with 4-row strips (same B panels), for A packed in kgemm_ex. */
+static const struct kfam fam_avx2m4 = { KGEMM_ISA_AVX2, 4, 16, ukr_avx2m4, "avx2" };
+#endif
+
 static const struct kfam *fam = &fams[KGEMM_ISA_GENERIC];
 static bool pack_avx2; /* pack A with AVX2 transposes (ACCELD_GEMM_PACK_SCALAR=1: never) */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static pthread_key_t buf_key;
+static pthread_key_t buf_key, pre_key;
+static void prepack_free(void *p);
 
 /* Whether this CPU (and OS) can run family isa. */
 static bool isa_usable(int isa)
@@ -217,6 +230,7 @@ static void init_all(void)
 	openblas_set_num_threads(1);
 #endif
 	pthread_key_create(&buf_key, free);
+	pthread_key_create(&pre_key, prepack_free);
 	int isa = isa_best();
 	const char *env = getenv("ACCELD_GEMM_ISA");
 	if (env) {
@@ -426,13 +440,12 @@ static int64_t round_up(int64_t x, int64_t m)
 
 /* Pack a whole operand into p (data at dst, or allocated when dst is NULL): K in blocks of KC,
  * each block the strips / panels of all rows / columns. */
-static void pack_full(struct kgemm_packed *p, bool is_b, int64_t outer, int64_t K, const float *X, int64_t rs,
-		      int64_t cs, float *dst)
+static void pack_full_f(const struct kfam *f, struct kgemm_packed *p, bool is_b, int64_t outer, int64_t K,
+			const float *X, int64_t rs, int64_t cs, float *dst)
 {
-	kgemm_init();
-	int w = is_b ? fam->nr : fam->mr;
+	int w = is_b ? f->nr : f->mr;
 	int64_t pad = round_up(outer > 0 ? outer : 1, w);
-	p->isa = fam->isa;
+	p->isa = f->isa;
 	p->is_b = is_b;
 	p->rows = is_b ? K : outer;
 	p->cols = is_b ? outer : K;
@@ -448,6 +461,13 @@ static void pack_full(struct kgemm_packed *p, bool is_b, int64_t outer, int64_t 
 		else
 			pack_a(X + pc * cs, rs, cs, outer, kc, w, d);
 	}
+}
+
+static void pack_full(struct kgemm_packed *p, bool is_b, int64_t outer, int64_t K, const float *X, int64_t rs,
+		      int64_t cs, float *dst)
+{
+	kgemm_init();
+	pack_full_f(fam, p, is_b, outer, K, X, rs, cs, dst);
 }
 
 /* Largest padding any family uses: MR in {4, 6, 8}, NR in {8, 16, 32}. */
@@ -528,6 +548,38 @@ static float *thread_buf(void)
 		pthread_setspecific(buf_key, b);
 	}
 	return b;
+}
+
+/* A packed before a split, in the calling thread's buffer (grown to the largest asked, kept
+ * for the thread's life, freed at its exit). */
+#define PREPACK_MAX_BYTES ((size_t)2 << 20)
+struct prepack_mem {
+	size_t size;
+	float *data;
+};
+
+static void prepack_free(void *p)
+{
+	struct prepack_mem *m = p;
+	free(m->data);
+	free(m);
+}
+
+static float *prepack_buf(size_t bytes)
+{
+	struct prepack_mem *m = pthread_getspecific(pre_key);
+	if (!m) {
+		m = xcalloc(1, sizeof(*m));
+		pthread_setspecific(pre_key, m);
+	}
+	if (bytes > m->size) {
+		free(m->data);
+		m->data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+		if (!m->data)
+			fatal("out of memory for GEMM packing buffers");
+		m->size = bytes;
+	}
+	return m->data;
 }
 
 /* Rows [m0, m1) x columns [n0, n1) of C (m0 a multiple of MR, n0 of NR). */
@@ -655,13 +707,27 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	}
 #endif
 	const struct kfam *f = fam;
+	int nt = tpool_size(pool);
+	double work = (double)M * N * K;
+	/* Few rows against packed weights (the MLP, small batches): pack A once here, so that the
+	 * columns are split among the threads, each part reading its share of B once (splitting
+	 * the rows had every part stream all of B; splitting the columns without this had each
+	 * part pack all of A). M = 4, 8, 16 on AVX2 take 4-row strips. */
+	struct kgemm_packed pa_own;
+	if (pb && !pa && M <= MC && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
+#ifdef HAVE_X86_KERNELS
+		if (f == &fams[KGEMM_ISA_AVX2] && M <= 16 && M % 4 == 0 && M % 6 != 0)
+			f = &fam_avx2m4;
+#endif
+		pack_full_f(f, &pa_own, false, M, K, A, ta ? 1 : lda, ta ? lda : 1,
+			    prepack_buf(kgemm_pack_a_bytes(M, K)));
+		pa = &pa_own;
+	}
 	struct gemm_job j = {
 		.f = f, .M = M, .N = N, .K = K, .alpha = alpha, .acc0 = beta != 0, .A = A, .B = B,
 		.rsa = ta ? 1 : lda, .csa = ta ? lda : 1, .rsb = tb ? 1 : ldb, .csb = tb ? ldb : 1, .ldc = ldc,
 		.pa = pa, .pb = pb, .C = C, .epi = epi,
 	};
-	int nt = tpool_size(pool);
-	double work = (double)M * N * K;
 	int64_t panels = (N + f->nr - 1) / f->nr, strips = (M + f->mr - 1) / f->mr;
 	j.split_n = panels >= 2 * nt || panels >= strips;
 	/* B packed ahead (weights) and A not: splitting the rows packs each row of A once, where
@@ -669,7 +735,12 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	if (pb && !pa && strips >= 2 * nt)
 		j.split_n = false;
 	j.units = j.split_n ? panels : strips;
+	/* Big products in parts of about PART_WORK multiply-adds (at least two per thread): parts
+	 * are claimed dynamically, so a thread the OS takes away on a loaded machine holds back at
+	 * most one small part. */
 	int64_t parts = work < 6e4 ? 1 : work < 2e7 ? nt : 2 * nt;
+	if (work >= 2e7 && work / PART_WORK > parts)
+		parts = (int64_t)(work / PART_WORK);
 	if (parts > j.units)
 		parts = j.units;
 	j.parts = parts;

@@ -396,6 +396,63 @@ VM_VEC static void tr2_part(void *arg, int64_t t0, int64_t t1)
 	}
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_TR_AVX2 1
+
+/* tr2_part with 8 x 8 blocks transposed in AVX2 registers: 8 source rows (b) of 8 contiguous
+ * values (a) loaded, stored as 8 destination rows of 8; a strided source is read a whole cache
+ * line at a time instead of one value per line (which thrashes L1 when lds is a power of two). */
+__attribute__((target("avx2"))) static void tr2_part_avx2(void *arg, int64_t t0, int64_t t1)
+{
+	const struct tr2_job *j = arg;
+	const int64_t B = j->B, lds = j->lds;
+	for (int64_t t = t0; t < t1; t++) {
+		int64_t p = t / j->nblk_a, a0 = (t % j->nblk_a) * TR_TILE, rem = p, off = 0;
+		for (int d = j->no - 1; d >= 0; d--) {
+			off += (rem % j->odims[d]) * j->ost[d];
+			rem /= j->odims[d];
+		}
+		const float *s = (const float *)(j->src + off);
+		float *o = (float *)(j->dst + p * j->A * B);
+		int64_t a1 = a0 + TR_TILE < j->A ? a0 + TR_TILE : j->A, b8 = B & ~(int64_t)7;
+		int64_t a = a0;
+		for (; a + 8 <= a1; a += 8) {
+			for (int64_t b = 0; b < b8; b += 8) {
+				const float *r = s + a + b * lds;
+				__m256 x0 = _mm256_loadu_ps(r), x1 = _mm256_loadu_ps(r + lds);
+				__m256 x2 = _mm256_loadu_ps(r + 2 * lds), x3 = _mm256_loadu_ps(r + 3 * lds);
+				__m256 x4 = _mm256_loadu_ps(r + 4 * lds), x5 = _mm256_loadu_ps(r + 5 * lds);
+				__m256 x6 = _mm256_loadu_ps(r + 6 * lds), x7 = _mm256_loadu_ps(r + 7 * lds);
+				__m256 u0 = _mm256_unpacklo_ps(x0, x1), u1 = _mm256_unpackhi_ps(x0, x1);
+				__m256 u2 = _mm256_unpacklo_ps(x2, x3), u3 = _mm256_unpackhi_ps(x2, x3);
+				__m256 u4 = _mm256_unpacklo_ps(x4, x5), u5 = _mm256_unpackhi_ps(x4, x5);
+				__m256 u6 = _mm256_unpacklo_ps(x6, x7), u7 = _mm256_unpackhi_ps(x6, x7);
+				__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+				__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+				__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+				__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+				float *d = o + a * B + b;
+				_mm256_storeu_ps(d, _mm256_permute2f128_ps(v0, v4, 0x20));
+				_mm256_storeu_ps(d + B, _mm256_permute2f128_ps(v1, v5, 0x20));
+				_mm256_storeu_ps(d + 2 * B, _mm256_permute2f128_ps(v2, v6, 0x20));
+				_mm256_storeu_ps(d + 3 * B, _mm256_permute2f128_ps(v3, v7, 0x20));
+				_mm256_storeu_ps(d + 4 * B, _mm256_permute2f128_ps(v0, v4, 0x31));
+				_mm256_storeu_ps(d + 5 * B, _mm256_permute2f128_ps(v1, v5, 0x31));
+				_mm256_storeu_ps(d + 6 * B, _mm256_permute2f128_ps(v2, v6, 0x31));
+				_mm256_storeu_ps(d + 7 * B, _mm256_permute2f128_ps(v3, v7, 0x31));
+			}
+			for (int64_t aa = a; aa < a + 8; aa++)
+				for (int64_t b = b8; b < B; b++)
+					o[aa * B + b] = s[aa + b * lds];
+		}
+		for (; a < a1; a++)
+			for (int64_t b = 0; b < B; b++)
+				o[a * B + b] = s[a + b * lds];
+	}
+}
+#endif
+
 /* Gather a strided view of src into dense dst (dims, strides in elements, offset base). */
 static void strided_copy(const void *src, int64_t base, void *dst, size_t esz, int nd, const int64_t *dims,
 			 const int64_t *st, struct tpool *pool)
@@ -440,7 +497,12 @@ static void strided_copy(const void *src, int64_t base, void *dst, size_t esz, i
 			outer *= j.dims[d];
 		}
 		t.nblk_a = (t.A + TR_TILE - 1) / TR_TILE;
-		tpool_for(pool, outer * t.nblk_a, 1 + 65536 / (TR_TILE * t.B), tr2_part, &t);
+		tpool_fn fn = tr2_part;
+#ifdef HAVE_TR_AVX2
+		if (__builtin_cpu_supports("avx2"))
+			fn = tr2_part_avx2;
+#endif
+		tpool_for(pool, outer * t.nblk_a, 1 + 65536 / (TR_TILE * t.B), fn, &t);
 		return;
 	}
 	int64_t rows = total / j.dims[m - 1];

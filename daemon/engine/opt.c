@@ -324,6 +324,180 @@ static int fuse_bias(struct eg_graph *g, int ai, char **err)
 	return 0;
 }
 
+/* ---- MatMul read only by Slices of its last axis (the attention's QKV split) ---- */
+
+/* The one-element integer value v when it is known at load time: a constant, or integer
+ * arithmetic, Cast, Unsqueeze or Squeeze over such values and over Gather(Shape(mv), last axis)
+ * where value mv's last dim is dim (rank r, or -1 if unknown; exporters compute the Q / K / V bounds from the QKV
+ * projection's shape). */
+static bool eval_int(const struct eg_graph *g, int v, int mv, int r, int64_t dim, int depth, int64_t *out)
+{
+	if (v < 0 || depth > 12)
+		return false;
+	const struct eng_tensor *k = g->values[v].konst;
+	if (k)
+		return (k->dtype == DT_INT64 || k->dtype == DT_INT32) && shape_numel(k->dims, k->ndims) == 1 &&
+		       (*out = eng_get_int(k, 0), true);
+	int p = producer_is(g, v, NULL);
+	if (p < 0)
+		return false;
+	const struct eg_node *n = &g->nodes[p];
+	if (n->n_out != 1 || (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")))
+		return false;
+	const char *t = n->op_type;
+	int64_t a, b;
+	if (!strcmp(t, "Cast") || !strcmp(t, "Unsqueeze") || !strcmp(t, "Squeeze") || !strcmp(t, "Identity")) {
+		enum dtype dt = g->values[v].dtype;
+		return n->n_in >= 1 && (dt == DT_INT64 || dt == DT_INT32) && eval_int(g, n->in[0], mv, r, dim, depth + 1, out);
+	}
+	if (!strcmp(t, "Add") || !strcmp(t, "Sub") || !strcmp(t, "Mul") || !strcmp(t, "Div")) {
+		if (n->n_in != 2 || !eval_int(g, n->in[0], mv, r, dim, depth + 1, &a) ||
+		    !eval_int(g, n->in[1], mv, r, dim, depth + 1, &b))
+			return false;
+		if (t[0] == 'D' && (b <= 0 || a < 0))
+			return false;
+		*out = t[0] == 'A' ? a + b : t[0] == 'S' ? a - b : t[0] == 'M' ? a * b : a / b;
+		return true;
+	}
+	if (!strcmp(t, "Gather") && n->n_in == 2 && eg_attr_int(n, "axis", 0) == 0) {
+		int sp = producer_is(g, n->in[0], "Shape");
+		if (sp < 0 || g->nodes[sp].in[0] != mv || eg_attr_find(&g->nodes[sp], "start") ||
+		    eg_attr_find(&g->nodes[sp], "end") || !eval_int(g, n->in[1], mv, r, dim, depth + 1, &a))
+			return false;
+		if (a != -1 && (r < 1 || a != r - 1))
+			return false;
+		*out = dim;
+		return true;
+	}
+	return false;
+}
+
+/* Mark value v's producer dead when nothing live reads its outputs any more, then its inputs'
+ * producers the same way (what a rewrite left behind: shape arithmetic, a replaced node). */
+static void prune_unused(struct eg_graph *g, int v, int depth)
+{
+	int p = producer_is(g, v, NULL);
+	if (p < 0 || depth > 32)
+		return;
+	struct eg_node *n = &g->nodes[p];
+	for (int j = 0; j < n->n_out; j++) {
+		int o = n->out[j];
+		if (o < 0)
+			continue;
+		if (is_graph_output(g, o))
+			return;
+		for (int i = 0; i < g->n_nodes; i++)
+			for (int q = 0; !g->nodes[i].dead && q < g->nodes[i].n_in; q++)
+				if (g->nodes[i].in[q] == o)
+					return;
+	}
+	n->dead = true;
+	for (int j = 0; j < n->n_in; j++)
+		prune_unused(g, n->in[j], depth + 1);
+}
+
+/* The [start, end) a Slice node takes of the last axis (rank r, length dim) of value mv, its
+ * input, with starts / ends / axes / steps known at load time (one axis, step 1); false if it
+ * is anything else. */
+static bool slice_last_axis(const struct eg_graph *g, const struct eg_node *n, int mv, int r, int64_t dim,
+			    int64_t *a, int64_t *b)
+{
+	if (!node_is(n, "Slice") || n->opset < 10 || n->n_in < 4 || n->n_in > 5 || n->n_out != 1 || n->in[0] != mv)
+		return false;
+	int64_t s, e, ax, step = 1;
+	if (!eval_int(g, n->in[1], mv, r, dim, 0, &s) || !eval_int(g, n->in[2], mv, r, dim, 0, &e) ||
+	    !eval_int(g, n->in[3], mv, r, dim, 0, &ax))
+		return false; /* the axis must be given: it must be the last one */
+	if (n->n_in > 4 && n->in[4] >= 0 && !eval_int(g, n->in[4], mv, r, dim, 0, &step))
+		return false;
+	if ((ax != -1 && (r < 1 || ax != r - 1)) || step != 1)
+		return false;
+	s = s < 0 ? (s < -dim ? 0 : s + dim) : (s > dim ? dim : s);
+	e = e < 0 ? (e < -dim ? 0 : e + dim) : (e > dim ? dim : e);
+	if (e <= s)
+		return false;
+	*a = s;
+	*b = e;
+	return true;
+}
+
+/* A MatMul with constant 2-D weights (and bias) whose output is read only by Slices of its last
+ * axis becomes one MatMul per Slice on those weights' columns: the products land where the
+ * Slices' outputs go and nothing is copied (the attention's Q / K / V split of one QKV
+ * projection). 1 if done. */
+static int split_sliced_matmul(struct eg_graph *g, int mi, char **err)
+{
+	struct eg_node *mm = &g->nodes[mi];
+	if (!node_is(mm, "MatMul") || mm->n_out != 1 || eg_attr_find(mm, "_act"))
+		return 0;
+	bool bias = mm->n_in == 3 && eg_attr_int(mm, "_bias", 0);
+	if (mm->n_in != (bias ? 3 : 2))
+		return 0;
+	const struct eng_tensor *W = konst_f32(g, mm->in[1]), *B = bias ? konst_f32(g, mm->in[2]) : NULL;
+	int v = mm->out[0];
+	if (!W || W->ndims != 2 || (bias && (!B || B->ndims != 1 || B->dims[0] != W->dims[1])) ||
+	    is_graph_output(g, v) || g->values[v].dtype != DT_FP32)
+		return 0;
+	int64_t K = W->dims[0], N = W->dims[1];
+	/* The product's rank is X's (when known; else only axis -1 names the last one). */
+	int r = g->values[mm->in[0]].ndims;
+	enum { MAXS = 8, MAXIN = 5 };
+	int sl[MAXS], old[MAXS][MAXIN], ns = 0;
+	int64_t lo[MAXS], hi[MAXS], cols = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct eg_node *n = &g->nodes[i];
+		if (n->dead || i == mi)
+			continue;
+		for (int j = 0; j < n->n_in; j++) {
+			if (n->in[j] != v || node_is(n, "Shape"))
+				continue;
+			if (j != 0 || ns == MAXS || !slice_last_axis(g, n, v, r, N, &lo[ns], &hi[ns]))
+				return 0;
+			for (int q = 0; q < MAXIN; q++)
+				old[ns][q] = q < n->n_in ? n->in[q] : -1;
+			cols += hi[ns] - lo[ns];
+			sl[ns++] = i;
+		}
+	}
+	if (ns < 2 || cols > N)
+		return 0; /* one Slice is left as it is; overlapping ones would repeat work */
+	int x = mm->in[0];
+	int64_t opset = mm->opset;
+	char *base = xstrdup(g->values[mm->in[1]].name);
+	for (int s = 0; s < ns; s++) {
+		int64_t w = hi[s] - lo[s], wd[2] = { K, w };
+		struct eng_tensor *Ws = eg_tensor_new(DT_FP32, 2, wd), *Bs = bias ? eg_tensor_new(DT_FP32, 1, &w) : NULL;
+		W = konst_f32(g, g->nodes[mi].in[1]);
+		B = bias ? konst_f32(g, g->nodes[mi].in[2]) : NULL;
+		for (int64_t k = 0; k < K; k++)
+			memcpy((float *)Ws->data + k * w, (const float *)W->data + k * N + lo[s], w * sizeof(float));
+		if (Bs)
+			memcpy(Bs->data, (const float *)B->data + lo[s], w * sizeof(float));
+		char *suf = xasprintf("/cols_%lld_%lld", (long long)lo[s], (long long)hi[s]);
+		int wv = add_const(g, base, suf, Ws);
+		int bv = Bs ? add_const(g, base, "_bias", Bs) : -1;
+		free(suf);
+		struct eg_node *n = &g->nodes[sl[s]];
+		int ins[3] = { x, wv, bv };
+		int rc = become(g, n, "MatMul", opset, bias ? 3 : 2, ins, n->out[0], err);
+		if (!rc && bias)
+			set_int(n, "_bias", 1);
+		if (!rc)
+			rc = reprepare(g, n, err);
+		if (rc) {
+			free(base);
+			return rc;
+		}
+	}
+	free(base);
+	/* The bounds' shape arithmetic and then the product itself are read by nothing now. */
+	for (int s = 0; s < ns; s++)
+		for (int q = 1; q < MAXIN; q++)
+			prune_unused(g, old[s][q], 0);
+	prune_unused(g, v, 0);
+	return 1;
+}
+
 /* ---- Conv + residual Add ---- */
 
 /* Fold Add node ai into the Conv producing one of its inputs, the other becoming the Conv's
@@ -671,6 +845,8 @@ int opt_graph(struct eg_graph *g, struct opt_stats *st, char **err)
 	if ((rc = each_node(g, fuse_bias, err)) < 0)
 		goto out;
 	s.bias_fused = rc;
+	if ((rc = each_node(g, split_sliced_matmul, err)) < 0)
+		goto out;
 	if ((rc = each_node(g, fuse_gelu, err)) < 0)
 		goto out;
 	s.gelu = rc;

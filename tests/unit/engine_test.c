@@ -412,6 +412,88 @@ static void test_transpose_perms(void **state)
 	free(xs);
 }
 
+/* X[N,5,6] -> MatMul(W[6,9]) -> Add(b) -> three Slices of the last axis whose bounds come from
+ * the product's shape (Shape -> Gather(-1) -> Div 3 -> Mul k), as exporters write the attention's
+ * QKV split, plus a Relu on each part. */
+static uint8_t *qkv_model(size_t *len, float *w, float *b)
+{
+	Onnx__ModelProto *m = mb_new(13, "engine_test");
+	int64_t xd[3] = { -1, 5, 6 }, wd[2] = { 6, 9 }, bd[1] = { 9 }, one[1] = { 1 };
+	int64_t last = -1, three = 3, zero = 0, k1 = 1, k2 = 2;
+	mb_input(m, "X", MB_FLOAT, 3, xd);
+	mb_init(m, "W", MB_FLOAT, 2, wd, w);
+	mb_init(m, "B", MB_FLOAT, 1, bd, b);
+	mb_init(m, "last", MB_INT64, 1, one, &last);
+	mb_init(m, "three", MB_INT64, 0, NULL, &three);
+	mb_init(m, "zero", MB_INT64, 1, one, &zero);
+	mb_init(m, "k1", MB_INT64, 1, one, &k1);
+	mb_init(m, "k2", MB_INT64, 1, one, &k2);
+	mb_node(m, "MatMul", "mm", MB_L("X", "W"), MB_L("p"));
+	mb_node(m, "Add", "add", MB_L("B", "p"), MB_L("qkv"));
+	mb_node(m, "Shape", "shape", MB_L("qkv"), MB_L("s"));
+	mb_node(m, "Gather", "gather", MB_L("s", "last"), MB_L("n"));
+	mb_node(m, "Div", "div", MB_L("n", "three"), MB_L("d"));
+	mb_node(m, "Mul", "mul1", MB_L("d", "k1"), MB_L("e1"));
+	mb_node(m, "Mul", "mul2", MB_L("d", "k2"), MB_L("e2"));
+	mb_node(m, "Slice", "q", MB_L("qkv", "zero", "e1", "last"), MB_L("qs"));
+	mb_node(m, "Slice", "k", MB_L("qkv", "e1", "e2", "last"), MB_L("ks"));
+	mb_node(m, "Slice", "v", MB_L("qkv", "e2", "n", "last"), MB_L("vs"));
+	mb_node(m, "Relu", "rq", MB_L("qs"), MB_L("Q"));
+	mb_node(m, "Relu", "rk", MB_L("ks"), MB_L("K"));
+	mb_node(m, "Relu", "rv", MB_L("vs"), MB_L("V"));
+	mb_output(m, "Q", MB_FLOAT);
+	mb_output(m, "K", MB_FLOAT);
+	mb_output(m, "V", MB_FLOAT);
+	return mb_pack(m, len);
+}
+
+/* The QKV split (one MatMul per Slice after the graph rewrite) computes what the graph says,
+ * at two batch sizes, with and without the rewrites. */
+static void test_matmul_sliced_outputs(void **state)
+{
+	float w[54], b[9], xs[2 * 5 * 6];
+	for (int i = 0; i < 54; i++)
+		w[i] = (float)((i * 7) % 11) * 0.1f - 0.5f;
+	for (int i = 0; i < 9; i++)
+		b[i] = (float)i * 0.05f - 0.2f;
+	for (int i = 0; i < 60; i++)
+		xs[i] = (float)((i * 5) % 13) * 0.1f - 0.6f;
+	for (int no_opt = 0; no_opt < 2; no_opt++) {
+		size_t len;
+		uint8_t *buf = qkv_model(&len, w, b);
+		char *err = NULL;
+		struct eng_options opt = { .threads = 2, .no_opt = no_opt };
+		struct eng_model *m;
+		struct eng_exec *x;
+		if (eng_model_load(buf, len, &opt, &m, &err))
+			fail_msg("load: %s", err);
+		free(buf);
+		assert_int_equal(eng_exec_create(m, &x, &err), 0);
+		for (int n = 1; n <= 2; n++) {
+			int64_t dims[3] = { n, 5, 6 };
+			struct eng_tensor in = f32_tensor(xs, 3, dims), out[3];
+			if (eng_exec_run(x, &in, out, &err))
+				fail_msg("run: %s", err);
+			for (int o = 0; o < 3; o++) {
+				assert_int_equal(out[o].ndims, 3);
+				assert_int_equal(out[o].dims[0], n);
+				assert_int_equal(out[o].dims[1], 5);
+				assert_int_equal(out[o].dims[2], 3);
+				for (int r = 0; r < n * 5; r++)
+					for (int c = 0; c < 3; c++) {
+						double v = b[o * 3 + c];
+						for (int k = 0; k < 6; k++)
+							v += (double)xs[r * 6 + k] * w[k * 9 + o * 3 + c];
+						v = v > 0 ? v : 0;
+						assert_float_equal(((float *)out[o].data)[r * 3 + c], v, 1e-5);
+					}
+			}
+		}
+		eng_exec_free(x);
+		eng_model_free(m);
+	}
+}
+
 static void test_graph_order_and_cycles(void **state)
 {
 	/* Nodes listed out of order still run in dependency order. */
@@ -574,6 +656,7 @@ int main(void)
 		cmocka_unit_test(test_op_supported),
 		cmocka_unit_test(test_reshape_by_input_and_views),
 		cmocka_unit_test(test_transpose_perms),
+		cmocka_unit_test(test_matmul_sliced_outputs),
 		cmocka_unit_test(test_graph_order_and_cycles),
 		cmocka_unit_test(test_threads_and_parallel_execs),
 		cmocka_unit_test(test_constant_output),

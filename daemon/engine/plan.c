@@ -378,7 +378,8 @@ static void plan_layout(struct plan *p)
 			int ip = (n->op->flags & ENG_OP_INPLACE) ? 0 : (n->op->flags & ENG_OP_INPLACE_SUM) ? 3 : -1;
 			/* (A residual that is also the convolution's input must stay: y is written
 			 * while x is still read.) */
-			if (ip == 3 && n->in[0] >= 0 && n->in[3] >= 0 && root_of(p, n->in[3]) == root_of(p, n->in[0]))
+			if (ip >= n->n_in || (ip == 3 && n->in[0] >= 0 && n->in[3] >= 0 &&
+					      root_of(p, n->in[3]) == root_of(p, n->in[0])))
 				ip = -1;
 			if (j == 0 && ip >= 0 && ip < n->n_in && n->in[ip] >= 0) {
 				int r = root_of(p, n->in[ip]);

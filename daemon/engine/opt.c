@@ -498,6 +498,105 @@ static int split_sliced_matmul(struct eg_graph *g, int mi, char **err)
 	return 1;
 }
 
+/* ---- MatMul on the attention's head transposes ---- */
+
+/* Whether live node n is a rank-3 Transpose with perm p0 p1 p2. */
+static bool transpose3(const struct eg_node *n, int p0, int p1, int p2)
+{
+	size_t k;
+	const int64_t *p = node_is(n, "Transpose") && n->n_in == 1 && n->n_out == 1 ? eg_attr_ints(n, "perm", &k) : NULL;
+	return p && k == 3 && p[0] == p0 && p[1] == p1 && p[2] == p2;
+}
+
+/* Whether value v is 3-D for certain: a 3-D Transpose's output, a MatMul's on transposed
+ * operands, or a Softmax / scalar Div or Mul of such a value. */
+static bool rank3(const struct eg_graph *g, int v, int depth)
+{
+	if (v < 0 || depth > 8)
+		return false;
+	if (g->values[v].ndims == 3)
+		return true;
+	int p = producer_is(g, v, NULL);
+	if (p < 0)
+		return false;
+	const struct eg_node *n = &g->nodes[p];
+	size_t k;
+	if (node_is(n, "Transpose"))
+		return eg_attr_ints(n, "perm", &k) && k == 3;
+	if (node_is(n, "MatMul"))
+		return eg_attr_find(n, "_perm_a") || eg_attr_find(n, "_perm_b") || eg_attr_find(n, "_perm_c");
+	float f;
+	if ((node_is(n, "Div") || node_is(n, "Mul")) && n->n_in == 2 && konst_scalar(g, n->in[1], &f))
+		return rank3(g, n->in[0], depth + 1);
+	if (node_is(n, "Softmax"))
+		return rank3(g, n->in[0], depth + 1);
+	return false;
+}
+
+/* Fold the head transposes around a batched MatMul (scores = Q K^T, context = P V) into its
+ * operands' strides (`_perm_a`, `_perm_b`, `_perm_c`), and a scalar Div / Mul of A (the 1/sqrt(d)
+ * scale) into `_alpha`: Q, K and V are read where the projections wrote them and the context
+ * is written where the output projection reads it. 1 if done. */
+static int fold_head_transposes(struct eg_graph *g, int mi, char **err)
+{
+	struct eg_node *mm = &g->nodes[mi];
+	if (!node_is(mm, "MatMul") || mm->n_in != 2 || mm->n_out != 1 || !accepts(mm, "_perm_a") ||
+	    eg_attr_find(mm, "_act") || eg_attr_find(mm, "_bias") || eg_attr_find(mm, "_perm_a") ||
+	    eg_attr_find(mm, "_perm_b") || eg_attr_find(mm, "_perm_c") || g->values[mm->out[0]].dtype != DT_FP32)
+		return 0;
+	/* A: [Div|Mul by a scalar](Transpose(x, 1 0 2)). */
+	int a = mm->in[0], sc = -1, ta = -1;
+	float alpha = 1.0f, f;
+	int p = producer_is(g, a, NULL);
+	if (p >= 0 && (node_is(&g->nodes[p], "Div") || node_is(&g->nodes[p], "Mul")) && g->nodes[p].n_in == 2 &&
+	    konst_scalar(g, g->nodes[p].in[1], &f) && f != 0 && isfinite(f) && only_consumer(g, a) == mi) {
+		sc = p;
+		alpha = node_is(&g->nodes[p], "Div") ? 1.0f / f : f;
+		a = g->nodes[p].in[0];
+		p = producer_is(g, a, NULL);
+	}
+	if (p >= 0 && transpose3(&g->nodes[p], 1, 0, 2) && only_consumer(g, a) == (sc >= 0 ? sc : mi))
+		ta = p;
+	else
+		sc = -1, alpha = 1.0f, a = mm->in[0];
+	/* B: Transpose(y, 1 0 2) or Transpose(y, 1 2 0). */
+	int b = mm->in[1], tb = -1, pb = 0;
+	p = producer_is(g, b, NULL);
+	if (p >= 0 && only_consumer(g, b) == mi) {
+		if (transpose3(&g->nodes[p], 1, 0, 2))
+			tb = p, pb = 1;
+		else if (transpose3(&g->nodes[p], 1, 2, 0))
+			tb = p, pb = 2;
+	}
+	/* C: read only by Transpose(., 1 0 2). */
+	int c = only_consumer(g, mm->out[0]), tc = c >= 0 && transpose3(&g->nodes[c], 1, 0, 2) ? c : -1;
+	if (ta < 0 && tb < 0)
+		return 0;
+	/* The operands left as they are must be 3-D too (the batch is one dim T). */
+	if ((ta < 0 && !rank3(g, mm->in[0], 0)) || (tb < 0 && !rank3(g, mm->in[1], 0)))
+		return 0;
+	int ins[2] = { ta >= 0 ? g->nodes[ta].in[0] : mm->in[0], tb >= 0 ? g->nodes[tb].in[0] : mm->in[1] };
+	set_inputs(mm, 2, ins);
+	if (ta >= 0) {
+		set_int(mm, "_perm_a", 1);
+		g->nodes[ta].dead = true;
+	}
+	if (sc >= 0) {
+		set_float(mm, "_alpha", alpha);
+		g->nodes[sc].dead = true;
+	}
+	if (tb >= 0) {
+		set_int(mm, "_perm_b", pb);
+		g->nodes[tb].dead = true;
+	}
+	if (tc >= 0) {
+		set_int(mm, "_perm_c", 1);
+		take_output(g, mm, &g->nodes[tc]);
+	}
+	int rc = reprepare(g, mm, err);
+	return rc ? rc : 1;
+}
+
 /* ---- Conv + residual Add ---- */
 
 /* Fold Add node ai into the Conv producing one of its inputs, the other becoming the Conv's
@@ -846,6 +945,8 @@ int opt_graph(struct eg_graph *g, struct opt_stats *st, char **err)
 		goto out;
 	s.bias_fused = rc;
 	if ((rc = each_node(g, split_sliced_matmul, err)) < 0)
+		goto out;
+	if ((rc = each_node(g, fold_head_transposes, err)) < 0)
 		goto out;
 	if ((rc = each_node(g, fuse_gelu, err)) < 0)
 		goto out;

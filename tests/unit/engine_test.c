@@ -494,6 +494,89 @@ static void test_matmul_sliced_outputs(void **state)
 	}
 }
 
+/* Attention over inputs laid out [seq, heads, d] as exporters give them: Q, K, V transposed to
+ * [heads, seq, d] (K to [heads, d, seq]), Q scaled by a Div, scores, Softmax, context, the
+ * context transposed back. */
+static uint8_t *attention_model(size_t *len)
+{
+	Onnx__ModelProto *m = mb_new(13, "engine_test");
+	int64_t qd[3] = { 7, 3, 4 }, kd[3] = { 6, 3, 4 }, vd[3] = { 6, 3, 5 }, p102[3] = { 1, 0, 2 }, p120[3] = { 1, 2, 0 };
+	mb_input(m, "Q", MB_FLOAT, 3, qd);
+	mb_input(m, "K", MB_FLOAT, 3, kd);
+	mb_input(m, "V", MB_FLOAT, 3, vd);
+	mb_scalar(m, "scale", 2.0f);
+	mb_attr_ints(mb_node(m, "Transpose", "tq", MB_L("Q"), MB_L("qt")), "perm", 3, p102);
+	mb_attr_ints(mb_node(m, "Transpose", "tk", MB_L("K"), MB_L("kt")), "perm", 3, p120);
+	mb_attr_ints(mb_node(m, "Transpose", "tv", MB_L("V"), MB_L("vt")), "perm", 3, p102);
+	mb_node(m, "Div", "div", MB_L("qt", "scale"), MB_L("qs"));
+	mb_node(m, "MatMul", "scores", MB_L("qs", "kt"), MB_L("s"));
+	mb_attr_int(mb_node(m, "Softmax", "sm", MB_L("s"), MB_L("p")), "axis", -1);
+	mb_node(m, "MatMul", "ctx", MB_L("p", "vt"), MB_L("c"));
+	mb_attr_ints(mb_node(m, "Transpose", "tc", MB_L("c"), MB_L("Y")), "perm", 3, p102);
+	mb_output(m, "Y", MB_FLOAT);
+	return mb_pack(m, len);
+}
+
+/* The head transposes folded into the MatMuls' operands give what the plain graph gives. */
+static void test_matmul_transposed_operands(void **state)
+{
+	float q[7 * 3 * 4], k[6 * 3 * 4], v[6 * 3 * 5], want[7 * 3 * 5];
+	for (int i = 0; i < 84; i++)
+		q[i] = (float)((i * 7) % 17) * 0.1f - 0.8f;
+	for (int i = 0; i < 72; i++)
+		k[i] = (float)((i * 5) % 13) * 0.1f - 0.6f;
+	for (int i = 0; i < 90; i++)
+		v[i] = (float)((i * 3) % 11) * 0.2f - 1.0f;
+	int64_t qd[3] = { 7, 3, 4 }, kd[3] = { 6, 3, 4 }, vd[3] = { 6, 3, 5 };
+	for (int no_opt = 1; no_opt >= 0; no_opt--) {
+		size_t len;
+		uint8_t *buf = attention_model(&len);
+		char *err = NULL;
+		struct eng_options opt = { .threads = 2, .no_opt = no_opt };
+		struct eng_model *m;
+		struct eng_exec *x;
+		if (eng_model_load(buf, len, &opt, &m, &err))
+			fail_msg("load: %s", err);
+		free(buf);
+		assert_int_equal(eng_exec_create(m, &x, &err), 0);
+		struct eng_tensor in[3] = { f32_tensor(q, 3, qd), f32_tensor(k, 3, kd), f32_tensor(v, 3, vd) }, out;
+		if (eng_exec_run(x, in, &out, &err))
+			fail_msg("run: %s", err);
+		assert_int_equal(out.ndims, 3);
+		assert_int_equal(out.dims[0], 7);
+		assert_int_equal(out.dims[1], 3);
+		assert_int_equal(out.dims[2], 5);
+		for (int i = 0; i < 7 * 3 * 5; i++) {
+			float y = ((float *)out.data)[i];
+			if (no_opt)
+				want[i] = y;
+			else
+				assert_float_equal(y, want[i], 1e-5);
+		}
+		/* The plain graph against index arithmetic, at one head and query. */
+		if (no_opt) {
+			int h = 1, s = 2;
+			double sc[6], mx = -1e30, sum = 0;
+			for (int j = 0; j < 6; j++) {
+				sc[j] = 0;
+				for (int d = 0; d < 4; d++)
+					sc[j] += q[(s * 3 + h) * 4 + d] / 2.0 * k[(j * 3 + h) * 4 + d];
+				mx = sc[j] > mx ? sc[j] : mx;
+			}
+			for (int j = 0; j < 6; j++)
+				sum += (sc[j] = exp(sc[j] - mx));
+			for (int e = 0; e < 5; e++) {
+				double c = 0;
+				for (int j = 0; j < 6; j++)
+					c += sc[j] / sum * v[(j * 3 + h) * 5 + e];
+				assert_float_equal(want[(s * 3 + h) * 5 + e], c, 1e-5);
+			}
+		}
+		eng_exec_free(x);
+		eng_model_free(m);
+	}
+}
+
 static void test_graph_order_and_cycles(void **state)
 {
 	/* Nodes listed out of order still run in dependency order. */
@@ -657,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_reshape_by_input_and_views),
 		cmocka_unit_test(test_transpose_perms),
 		cmocka_unit_test(test_matmul_sliced_outputs),
+		cmocka_unit_test(test_matmul_transposed_operands),
 		cmocka_unit_test(test_graph_order_and_cycles),
 		cmocka_unit_test(test_threads_and_parallel_execs),
 		cmocka_unit_test(test_constant_output),

@@ -270,9 +270,86 @@ static int mm_geom(const struct eg_node *n, const struct eng_tensor *A, const st
 	return 0;
 }
 
+/* ---- MatMul on transposed views (the attention's head transposes folded in) ----
+ * Internal attributes set by the graph optimiser, for rank-3 operands only: `_perm_a` 1: input 0
+ * is X [M, T, K] and A = X transposed (1, 0, 2); `_perm_b` 1: input 1 is Y [K, T, N] and
+ * B = Y transposed (1, 0, 2), 2: Y is [N, T, K] and B = Y transposed (1, 2, 0); `_perm_c` 1: the
+ * output is stored [M, T, N] (C transposed (1, 0, 2)); `_alpha`: C = alpha * A B. */
+struct mm_views {
+	int pa, pb, pc;
+	float alpha;
+};
+
+/* The view attributes of n; false when it has none. */
+static bool mm_views_of(const struct eg_node *n, struct mm_views *v)
+{
+	v->pa = (int)eg_attr_int(n, "_perm_a", 0);
+	v->pb = (int)eg_attr_int(n, "_perm_b", 0);
+	v->pc = (int)eg_attr_int(n, "_perm_c", 0);
+	v->alpha = eg_attr_float(n, "_alpha", 1.0f);
+	return v->pa || v->pb || v->pc || v->alpha != 1.0f;
+}
+
+/* T, M, K, N of a MatMul on views (both operands rank 3, batch T equal). */
+static int mm_views_geom(const struct eg_node *n, const struct mm_views *v, const struct eng_tensor *X,
+			 const struct eng_tensor *Y, int64_t *T, int64_t *M, int64_t *K, int64_t *N, char **err)
+{
+	if (X->ndims != 3 || Y->ndims != 3 || v->pa < 0 || v->pa > 1 || v->pb < 0 || v->pb > 2 || v->pc < 0 ||
+	    v->pc > 1)
+		return eng_node_err(err, -EINVAL, n, "transposed operands must be 3-D");
+	*T = v->pa ? X->dims[1] : X->dims[0];
+	*M = v->pa ? X->dims[0] : X->dims[1];
+	*K = X->dims[2];
+	int64_t tb = v->pb == 0 ? Y->dims[0] : Y->dims[1];
+	int64_t kb = v->pb == 0 ? Y->dims[1] : v->pb == 1 ? Y->dims[0] : Y->dims[2];
+	*N = v->pb == 0 ? Y->dims[2] : v->pb == 1 ? Y->dims[2] : Y->dims[0];
+	if (tb != *T || kb != *K)
+		return eng_node_err(err, -EINVAL, n, "operands do not match (batch %lld / %lld, inner %lld / %lld)",
+				    (long long)*T, (long long)tb, (long long)*K, (long long)kb);
+	return 0;
+}
+
+/* One batch index range of a MatMul on views. */
+struct mm_views_job {
+	const struct mm_views *v;
+	const float *X, *Y;
+	float *C;
+	int64_t T, M, K, N;
+};
+
+static void mm_views_part(void *arg, int64_t b, int64_t e)
+{
+	const struct mm_views_job *j = arg;
+	const struct mm_views *v = j->v;
+	int64_t T = j->T, M = j->M, K = j->K, N = j->N;
+	for (int64_t t = b; t < e; t++) {
+		const float *A = v->pa ? j->X + t * K : j->X + t * M * K;
+		int64_t lda = v->pa ? T * K : K;
+		const float *B = v->pb == 0 ? j->Y + t * K * N : v->pb == 1 ? j->Y + t * N : j->Y + t * K;
+		int64_t ldb = v->pb == 0 ? N : v->pb == 1 ? T * N : T * K;
+		float *C = v->pc ? j->C + t * N : j->C + t * M * N;
+		int64_t ldc = v->pc ? T * N : N;
+		kgemm_ex(false, v->pb == 2, M, N, K, v->alpha, A, lda, NULL, B, ldb, NULL, 0.0f, C, ldc, NULL, NULL);
+	}
+}
+
 static int matmul_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 			size_t *scratch, char **err)
 {
+	struct mm_views v;
+	if (mm_views_of(n, &v)) {
+		int64_t T, M, K, N;
+		int rc = mm_views_geom(n, &v, in[0], in[1], &T, &M, &K, &N, err);
+		if (rc)
+			return rc;
+		if (n->n_in > 2 || eg_attr_int(n, "_act", 0))
+			return eng_node_err(err, -EINVAL, n, "no bias or activation with transposed operands");
+		out[0]->ndims = 3;
+		out[0]->dims[0] = v.pc ? M : T;
+		out[0]->dims[1] = v.pc ? T : M;
+		out[0]->dims[2] = N;
+		return 0;
+	}
 	struct mm_geom g;
 	int rc = mm_geom(n, in[0], in[1], &g, out[0], err);
 	if (!rc && n->n_in > 2 && in[2] && eng_numel(in[2]) != g.N)
@@ -321,6 +398,18 @@ static void mm_batch_part(void *arg, int64_t b, int64_t e)
 static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		      void *scratch, struct eng_ctx *ctx, char **err)
 {
+	struct mm_views v;
+	if (mm_views_of(n, &v)) {
+		struct mm_views_job j = { &v, in[0]->data, in[1]->data, out[0]->data, 0, 0, 0, 0 };
+		int rc = mm_views_geom(n, &v, in[0], in[1], &j.T, &j.M, &j.K, &j.N, err);
+		if (rc)
+			return rc;
+		/* One GEMM per thread at a time (they are small: the attention's per-head products). */
+		int nt = tpool_size(ctx->pool);
+		int64_t per = j.T / (2 * nt) > 0 ? j.T / (2 * nt) : 1;
+		tpool_for(ctx->pool, j.T, per, mm_views_part, &j);
+		return 0;
+	}
 	struct mm_geom g;
 	int rc = mm_geom(n, in[0], in[1], &g, NULL, err);
 	if (rc)
@@ -363,6 +452,7 @@ static int matmul_run(const struct eg_node *n, struct eng_tensor *const *in, str
 const struct eng_op eng_ops_gemm[] = {
 	{ "Gemm", 7, ENG_OPSET_LATEST, DTM_FLOAT, "alpha beta transA transB " KACT_ATTRS, 0, gemm_prepare, gemm_infer,
 	  gemm_run, 0 },
-	{ "MatMul", 1, ENG_OPSET_LATEST, DTM_FLOAT, "_bias " KACT_ATTRS, 0, matmul_prepare, matmul_infer, matmul_run, 0 },
+	{ "MatMul", 1, ENG_OPSET_LATEST, DTM_FLOAT, "_bias _perm_a _perm_b _perm_c _alpha " KACT_ATTRS, 0, matmul_prepare,
+	  matmul_infer, matmul_run, 0 },
 	{ NULL, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0 },
 };

@@ -24,6 +24,7 @@ struct eng_model {
 	struct eng_io *inputs, *outputs;
 	int threads;
 	size_t arena_limit;
+	bool batch_split; /* samples are independent and convolutions dominate: see split_chunk */
 };
 
 struct eng_exec {
@@ -34,7 +35,94 @@ struct eng_exec {
 	uint64_t tick;
 	void *arena;
 	size_t arena_size;
+	struct eng_tensor *part_in, *part_out; /* one chunk's inputs and outputs (split runs) */
+	void **out_buf; /* per graph output: the whole batch's result (split runs), grown once */
+	size_t *out_cap;
 };
+
+/* ---- batch splitting ----
+ * A batch whose samples are computed independently may run as consecutive chunks of a few
+ * samples: every layer's activations then stay in the caches instead of streaming the whole
+ * batch through memory once per layer, and the arena shrinks to one chunk's. Decided per model
+ * from a conservative list of per-sample ops; anything else keeps the batch whole. */
+
+/* Whether op type t computes each sample of input 0 on its own (its other inputs constant). */
+static bool split_per_sample(const char *t)
+{
+	static const char *const ops[] = { "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+					   "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid",
+					   "Identity", "BatchNormalization", "InstanceNormalization", "Gelu", "Erf",
+					   "Exp", "Log", "Sqrt", "Neg", "Abs", "Gemm", "MatMul", "Flatten" };
+	for (size_t i = 0; i < ACC_ARRAY_LEN(ops); i++)
+		if (!strcmp(t, ops[i]))
+			return true;
+	return false;
+}
+
+/* Whether dim 0 of every graph input is a batch of independent samples and the graph holds a
+ * convolution (the only models where chunks measured faster: GEMM-only models want the rows). */
+static bool split_ok(const struct eg_graph *g)
+{
+	/* per value: 1 carries the batch in dim 0, 0 constant, -1 anything else */
+	signed char *st = xcalloc(g->n_values + 1, 1);
+	bool ok = true, conv = false;
+	for (int v = 0; v < g->n_values; v++)
+		st[v] = g->values[v].konst ? 0 : -1;
+	for (int i = 0; i < g->n_inputs && ok; i++) {
+		const struct eg_value *v = &g->values[g->inputs[i]];
+		ok = v->ndims >= 1 && !v->plan_data;
+		st[g->inputs[i]] = 1;
+	}
+	for (int ni = 0; ni < g->n_nodes && ok; ni++) {
+		const struct eg_node *n = &g->nodes[ni];
+		const char *t = n->op_type;
+		ok = n->n_out >= 1 && n->out[0] >= 0 && (!n->domain || !*n->domain);
+		for (int j = 1; ok && j < n->n_out; j++)
+			ok = n->out[j] < 0; /* MaxPool's Indices count across the batch */
+		if (!ok)
+			break;
+		if (split_per_sample(t)) {
+			conv |= !strcmp(t, "Conv");
+			ok = n->in[0] >= 0 && st[n->in[0]] == 1;
+			for (int j = 1; ok && j < n->n_in; j++) /* a Conv's fused residual is batched too */
+				ok = n->in[j] < 0 || st[n->in[j]] == 0 || (j == 3 && !strcmp(t, "Conv") && st[n->in[j]] == 1);
+			if (ok && !strcmp(t, "Gemm"))
+				ok = !eg_attr_int(n, "transA", 0);
+			if (ok && !strcmp(t, "MatMul"))
+				ok = g->values[n->in[0]].ndims >= 2 && g->values[n->in[1]].ndims == 2;
+			if (ok && !strcmp(t, "Flatten"))
+				ok = eg_attr_int(n, "axis", 1) >= 1;
+		} else if (!strcmp(t, "Add") || !strcmp(t, "Sub") || !strcmp(t, "Mul") || !strcmp(t, "Div") ||
+			   !strcmp(t, "Max") || !strcmp(t, "Min")) {
+			/* batched operands of one rank; constants that do not broadcast along dim 0 */
+			int rank = -1, batched = 0;
+			for (int j = 0; ok && j < n->n_in; j++) {
+				const struct eg_value *v = &g->values[n->in[j]];
+				if (st[n->in[j]] == 1) {
+					ok = v->ndims >= 1 && (rank < 0 || v->ndims == rank);
+					rank = v->ndims;
+					batched++;
+				} else {
+					ok = st[n->in[j]] == 0;
+				}
+			}
+			for (int j = 0; ok && j < n->n_in; j++) {
+				const struct eng_tensor *k = g->values[n->in[j]].konst;
+				if (k)
+					ok = k->ndims < rank || (k->ndims == rank && k->dims[0] == 1);
+			}
+			ok = ok && batched > 0;
+		} else {
+			ok = false;
+		}
+		if (ok)
+			st[n->out[0]] = 1;
+	}
+	for (int i = 0; i < g->n_outputs && ok; i++)
+		ok = st[g->outputs[i]] == 1;
+	free(st);
+	return ok && conv;
+}
 
 /* Describe value v for eng_io. */
 static void io_fill(struct eng_io *io, const struct eg_value *v)
@@ -112,6 +200,7 @@ int eng_model_load(const void *onnx, size_t len, const struct eng_options *opt, 
 		m->threads = 1;
 	if (m->threads > 256)
 		m->threads = 256;
+	m->batch_split = split_ok(g);
 	m->arena_limit = opt ? opt->arena_limit : 0;
 	if (!m->arena_limit) {
 		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -197,6 +286,10 @@ int eng_exec_create(const struct eng_model *m, struct eng_exec **out, char **err
 	struct eng_exec *x = xcalloc(1, sizeof(*x));
 	x->m = m;
 	x->pool = tpool_create(m->threads);
+	x->part_in = xcalloc(m->g->n_inputs + 1, sizeof(struct eng_tensor));
+	x->part_out = xcalloc(m->g->n_outputs + 1, sizeof(struct eng_tensor));
+	x->out_buf = xcalloc(m->g->n_outputs + 1, sizeof(void *));
+	x->out_cap = xcalloc(m->g->n_outputs + 1, sizeof(size_t));
 	*out = x;
 	return 0;
 }
@@ -209,6 +302,12 @@ void eng_exec_free(struct eng_exec *x)
 		plan_free(x->plans[i]);
 	tpool_free(x->pool);
 	free(x->arena);
+	for (int i = 0; i < x->m->g->n_outputs; i++)
+		free(x->out_buf[i]);
+	free(x->out_buf);
+	free(x->out_cap);
+	free(x->part_in);
+	free(x->part_out);
 	free(x);
 }
 
@@ -288,6 +387,71 @@ static int get_plan(struct eng_exec *x, const struct eng_tensor *inputs, struct 
 	return 0;
 }
 
+/* Samples per chunk for this batch, or 0 to run it whole: as many as the exec has threads
+ * (each convolution then still has a sample per thread), ACCELD_ENGINE_SPLIT=K for K,
+ * ACCELD_ENGINE_SPLIT=0 never. */
+static int64_t split_chunk(const struct eng_exec *x, const struct eng_tensor *inputs)
+{
+	const struct eg_graph *g = x->m->g;
+	if (!x->m->batch_split || g->n_inputs < 1)
+		return 0;
+	int64_t n = inputs[0].dims[0], chunk = tpool_size(x->pool);
+	for (int i = 1; i < g->n_inputs; i++)
+		if (inputs[i].dims[0] != n)
+			return 0;
+	const char *e = getenv("ACCELD_ENGINE_SPLIT");
+	if (e && *e)
+		chunk = atoll(e);
+	return chunk >= 1 && chunk < n ? chunk : 0;
+}
+
+/* Run the batch as chunks of samples (split_chunk), gathering each output in out_buf. */
+static int run_split(struct eng_exec *x, const struct eng_tensor *inputs, int64_t chunk, struct eng_tensor *outputs,
+		     char **err)
+{
+	const struct eg_graph *g = x->m->g;
+	int64_t n = inputs[0].dims[0];
+	struct eng_ctx ctx = { .pool = x->pool };
+	for (int64_t b0 = 0; b0 < n; b0 += chunk) {
+		int64_t c = n - b0 < chunk ? n - b0 : chunk;
+		for (int i = 0; i < g->n_inputs; i++) {
+			size_t per = inputs[i].bytes / (size_t)n;
+			x->part_in[i] = inputs[i];
+			x->part_in[i].dims[0] = c;
+			x->part_in[i].data = (char *)inputs[i].data + (size_t)b0 * per;
+			x->part_in[i].bytes = (size_t)c * per;
+		}
+		struct plan *p = NULL;
+		int rc = get_plan(x, x->part_in, &p, err);
+		if (rc)
+			return rc;
+		plan_bind(p, x->arena, x->part_in);
+		if ((rc = plan_run(p, x->arena, &ctx, x->part_out, err)))
+			return rc;
+		for (int o = 0; o < g->n_outputs; o++) {
+			const struct eng_tensor *t = &x->part_out[o];
+			if (t->ndims < 1 || t->dims[0] != c)
+				return acc_err(err, -EIO, "internal: output '%s' lost its batch dimension", x->m->outputs[o].name);
+			size_t per = t->bytes / (size_t)c, total = per * (size_t)n;
+			if (total > x->out_cap[o]) { /* grown once per new largest batch, touched now */
+				free(x->out_buf[o]);
+				x->out_buf[o] = xaligned_alloc(64, total ? total : 64);
+				memset(x->out_buf[o], 0, total);
+				x->out_cap[o] = total;
+			}
+			if (t->bytes)
+				memcpy((char *)x->out_buf[o] + (size_t)b0 * per, t->data, t->bytes);
+			if (b0 == 0) {
+				outputs[o] = *t;
+				outputs[o].dims[0] = n;
+				outputs[o].data = x->out_buf[o];
+				outputs[o].bytes = total;
+			}
+		}
+	}
+	return 0;
+}
+
 int eng_exec_run(struct eng_exec *x, const struct eng_tensor *inputs, struct eng_tensor *outputs, char **err)
 {
 	if (!x || !outputs)
@@ -295,6 +459,9 @@ int eng_exec_run(struct eng_exec *x, const struct eng_tensor *inputs, struct eng
 	int rc = check_inputs(x->m, inputs, err);
 	if (rc)
 		return rc;
+	int64_t chunk = split_chunk(x, inputs);
+	if (chunk)
+		return run_split(x, inputs, chunk, outputs, err);
 	struct plan *p = NULL;
 	rc = get_plan(x, inputs, &p, err);
 	if (rc)

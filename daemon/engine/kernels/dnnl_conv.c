@@ -69,18 +69,12 @@
 /* libgomp's (oneDNN's OpenMP runtime); declared here so no omp.h is needed to build. */
 extern void omp_set_num_threads(int n);
 
-#define MEM_SLOTS 32 /* threads with cached memory objects per entry; later ones create per run */
-
 /* Primitives for one input size. */
 struct entry {
 	struct entry *next;
 	int64_t H, W;
 	bool ok; /* false: oneDNN could not do it; run our kernels */
 	bool src8, dst8; /* the primitive reads / writes nChw8c (so blocked callers skip a reorder) */
-	/* Per thread slot: src, dst and scratchpad memory objects, made at that thread's first run
-	 * and re-pointed afterwards (creating them costs ~0.5 us a run, hundreds of runs per batch-1
-	 * MobileNetV2); only the slot's thread touches it. */
-	dnnl_memory_t mem[MEM_SLOTS][3];
 	dnnl_primitive_t conv, rsrc, rdst; /* rsrc / rdst NULL when no reorder is needed */
 	dnnl_memory_desc_t src_md, dst_md, xs_md, yd_md; /* conv's src / dst, NCHW slices in / out */
 	dnnl_memory_desc_t pad_md; /* the primitive's scratchpad */
@@ -111,10 +105,7 @@ struct tls {
 	dnnl_stream_t st;
 	void *buf;
 	size_t cap;
-	int slot; /* this thread's index into entries' cached memory objects (< MEM_SLOTS to use them) */
 };
-
-static atomic_int g_slots; /* slots handed out so far */
 
 /* Free a thread's stream and buffer when it exits. */
 static void tls_free(void *p)
@@ -145,7 +136,6 @@ static struct tls *tls_get(size_t need)
 	if (!t) {
 		omp_set_num_threads(1);
 		t = xcalloc(1, sizeof(*t));
-		t->slot = atomic_fetch_add(&g_slots, 1);
 		if (dnnl_stream_create(&t->st, g_eng, dnnl_stream_default_flags) != dnnl_success) {
 			free(t);
 			return NULL;
@@ -270,10 +260,6 @@ void kdnn_conv_free(void *p)
 			dnnl_primitive_destroy(en->rsrc);
 		if (en->rdst)
 			dnnl_primitive_destroy(en->rdst);
-		for (int k = 0; k < MEM_SLOTS; k++)
-			for (int m = 0; m < 3; m++)
-				if (en->mem[k][m])
-					dnnl_memory_destroy(en->mem[k][m]);
 		free(en);
 	}
 	for (int64_t j = 0; c->wmem && j < c->nm; j++)
@@ -535,30 +521,27 @@ static void conv_part(void *arg, int64_t i0, int64_t i1)
 		}
 		float *yo = j->y + (b * c->d.M + s * c->mc) * ohw;
 		void *yb = rdst ? (char *)t->buf + sb : (void *)yo;
-		dnnl_memory_t mm[3] = { NULL, NULL, NULL };
-		const dnnl_memory_desc_t *mds[3] = { &en->src_md, &en->dst_md, &en->pad_md };
-		void *ptr[3] = { (void *)xs, yb, (char *)t->buf + sb + db };
-		bool cached = t->slot < MEM_SLOTS;
+		dnnl_memory_t ms, md, mp = NULL;
 		int rc = 0;
-		for (int m = 0; m < (en->pad_bytes ? 3 : 2) && !rc; m++) {
-			dnnl_memory_t *at = cached ? &en->mem[t->slot][m] : &mm[m];
-			if (*at ? dnnl_memory_set_data_handle(*at, ptr[m]) != dnnl_success
-				: dnnl_memory_create(at, mds[m], g_eng, ptr[m]) != dnnl_success)
-				rc = -ENOMEM;
-			mm[m] = *at;
-		}
+		if (dnnl_memory_create(&ms, &en->src_md, g_eng, (void *)xs))
+			rc = -ENOMEM;
+		else if (dnnl_memory_create(&md, &en->dst_md, g_eng, yb))
+			rc = -ENOMEM, dnnl_memory_destroy(ms);
 		if (!rc) {
-			dnnl_exec_arg_t args[5] = { { DNNL_ARG_SRC, mm[0] },
+			if (en->pad_bytes && dnnl_memory_create(&mp, &en->pad_md, g_eng, (char *)t->buf + sb + db))
+				rc = -ENOMEM;
+			dnnl_exec_arg_t args[5] = { { DNNL_ARG_SRC, ms },
 						    { DNNL_ARG_WEIGHTS, c->wmem[s] },
 						    { DNNL_ARG_BIAS, c->bmem[s] },
-						    { DNNL_ARG_DST, mm[1] },
-						    { DNNL_ARG_SCRATCHPAD, mm[2] } };
-			if (dnnl_primitive_execute(en->conv, t->st, mm[2] ? 5 : 4, args) != dnnl_success)
+						    { DNNL_ARG_DST, md },
+						    { DNNL_ARG_SCRATCHPAD, mp } };
+			if (!rc && dnnl_primitive_execute(en->conv, t->st, mp ? 5 : 4, args) != dnnl_success)
 				rc = -EIO;
+			dnnl_memory_destroy(ms);
+			dnnl_memory_destroy(md);
+			if (mp)
+				dnnl_memory_destroy(mp);
 		}
-		for (int m = 0; !cached && m < 3; m++)
-			if (mm[m])
-				dnnl_memory_destroy(mm[m]);
 		if (!rc && rdst)
 			rc = run_reorder(t, en->rdst, &en->dst_md, yb, &en->yd_md, yo);
 		if (rc) {

@@ -9,6 +9,9 @@
 
 #include "engine.h"
 #include "graph.h"
+#ifdef HAVE_DNNL
+#include "kernels/dnnl_conv.h"
+#endif
 #include "kernels/gemm.h"
 #include "onnx.h"
 #include "ops/ops.h"
@@ -279,6 +282,17 @@ int64_t eng_model_opset(const struct eng_model *m)
 	return m->g->opset;
 }
 
+/* Per-thread set-up on every thread of a new exec's pool, so that a thread's first part in a
+ * kernel, whenever it comes, allocates nothing: oneDNN's stream (GEMM buffers are per thread
+ * too, but made at a thread's first GEMM of any size). */
+static void exec_thread_setup(void *arg, int64_t b, int64_t e)
+{
+	(void)arg, (void)b, (void)e;
+#ifdef HAVE_DNNL
+	kdnn_thread_setup();
+#endif
+}
+
 int eng_exec_create(const struct eng_model *m, struct eng_exec **out, char **err)
 {
 	if (!m)
@@ -286,6 +300,7 @@ int eng_exec_create(const struct eng_model *m, struct eng_exec **out, char **err
 	struct eng_exec *x = xcalloc(1, sizeof(*x));
 	x->m = m;
 	x->pool = tpool_create(m->threads);
+	tpool_each(x->pool, exec_thread_setup, NULL);
 	x->part_in = xcalloc(m->g->n_inputs + 1, sizeof(struct eng_tensor));
 	x->part_out = xcalloc(m->g->n_outputs + 1, sizeof(struct eng_tensor));
 	x->out_buf = xcalloc(m->g->n_outputs + 1, sizeof(void *));

@@ -196,3 +196,33 @@ void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg
 		}
 	}
 }
+
+struct each_job {
+	tpool_fn fn;
+	void *arg;
+	int n;
+	atomic_int arrived;
+};
+
+/* One thread's part of tpool_each: run, then hold the thread until every thread has taken its
+ * chunk, so that no thread takes two. */
+static void each_part(void *arg, int64_t b, int64_t e)
+{
+	struct each_job *j = arg;
+	for (int64_t i = b; i < e; i++)
+		j->fn(j->arg, i, i + 1);
+	atomic_fetch_add(&j->arrived, 1);
+	while (atomic_load(&j->arrived) < j->n)
+		sched_yield();
+}
+
+void tpool_each(struct tpool *p, tpool_fn fn, void *arg)
+{
+	int n = tpool_size(p);
+	if (n <= 1) {
+		fn(arg, 0, 1);
+		return;
+	}
+	struct each_job j = { fn, arg, n, 0 };
+	tpool_for(p, n, 1, each_part, &j);
+}

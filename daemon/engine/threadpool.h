@@ -20,5 +20,8 @@ int tpool_size(const struct tpool *p);
 /* Run fn over [0, n) split in chunks of at least grain items, in parallel; returns when all
  * are done. A NULL pool, or a small n, runs inline. */
 void tpool_for(struct tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg);
+/* Run fn(arg, i, i + 1) once on every thread of the pool (i = 0 .. size - 1, the caller
+ * included), for per-thread set-up; returns when all have run. */
+void tpool_each(struct tpool *p, tpool_fn fn, void *arg);
 
 #endif

@@ -154,6 +154,13 @@ static struct tls *tls_get(size_t need)
 	return t;
 }
 
+void kdnn_thread_setup(void)
+{
+	pthread_once(&g_once, global_init);
+	if (g_eng && !g_off)
+		tls_get(0);
+}
+
 /* The oneDNN eltwise post-op for e (false when there is none that matches). */
 static bool act_alg(const struct kepi *e, dnnl_alg_kind_t *alg, float *a, float *b)
 {

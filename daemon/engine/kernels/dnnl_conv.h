@@ -24,6 +24,9 @@ struct kdnn_conv_desc {
 /* Per-node state: primitives per input size, weights reordered once. Opaque. */
 struct kdnn_conv;
 
+/* Set up the calling thread's oneDNN stream (and one OpenMP thread) now rather than at its first
+ * convolution, so that later runs allocate nothing for it. */
+void kdnn_thread_setup(void);
 /* Whether oneDNN should run this convolution on NCHW data (the rule measured in dnnl_conv.c),
  * given the fused epilogue (its activation must map to a oneDNN post-op). */
 bool kdnn_conv_wanted(const struct kdnn_conv_desc *d, const struct kepi *e);

@@ -26,6 +26,7 @@
 #endif
 #include "kernels/dwconv.h"
 #include "kernels/gemm.h"
+#include "kernels/winograd.h"
 #include "ops/ops.h"
 #include "threadpool.h"
 
@@ -91,6 +92,8 @@ struct conv_params {
 	struct kdnn_conv *_Atomic dn; /* oneDNN state, made at the first run that wants it */
 	struct kdnn_conv_desc dnd; /* the geometry dn was made for */
 #endif
+	struct kwino *_Atomic wn; /* Winograd state (blocked 3x3 layers), made at the first such run */
+	struct kwino_desc wnd; /* the geometry wn was made for */
 };
 
 /* Free a node's params and the oneDNN state they may hold. */
@@ -101,6 +104,8 @@ static void conv_free_params(void *params)
 	if (p)
 		kdnn_conv_free(p->dn);
 #endif
+	if (p)
+		kwino_free(p->wn);
 	free(p);
 }
 
@@ -264,6 +269,48 @@ static int conv_dnnl(const struct eg_node *n, struct eng_tensor *const *in, stru
 }
 #endif
 
+/* The Winograd geometry of a 3x3 stride-1 dense convolution with constant weights, on H x W
+ * inputs with epilogue e, when that path wants it (false otherwise). */
+static bool conv_wino_desc(const struct eg_node *n, struct eng_tensor *const *in, const struct eng_win *w,
+			   const struct kepi *e, struct kwino_desc *d)
+{
+	struct conv_params *p = n->params;
+	if (w->k != 2 || !p || !in[1]->data || eg_attr_int(n, "group", 1) != 1 || w->kern[0] != 3 || w->kern[1] != 3 ||
+	    w->stride[0] != 1 || w->stride[1] != 1 || w->dil[0] != 1 || w->dil[1] != 1)
+		return false;
+	const struct eg_value *wv = &p->g->values[n->in[1]];
+	if (!wv->konst || wv->konst->data != in[1]->data)
+		return false;
+	if (n->n_in > 2 && n->in[2] >= 0 && (!p->g->values[n->in[2]].konst || p->g->values[n->in[2]].konst->data != in[2]->data))
+		return false;
+	*d = (struct kwino_desc){ in[0]->dims[1], in[1]->dims[0], w->pb[0], w->pb[1], w->pe[0], w->pe[1] };
+	return kwino_wanted(d, w->in[0], w->in[1], e);
+}
+
+/* Run a convolution whose input and output are both nChw8c by Winograd when that path wants
+ * it: 0 done, -ENOTSUP to use another path. */
+static int conv_wino(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *out,
+		     const struct eng_win *w, const struct kepi *e, bool sum, void *scratch, struct tpool *pool)
+{
+	struct kwino_desc d;
+	if (in[0]->layout != ENG_LAYOUT_NCHW8C || out->layout != ENG_LAYOUT_NCHW8C || !conv_wino_desc(n, in, w, e, &d))
+		return -ENOTSUP;
+	struct conv_params *p = n->params;
+	struct kwino *k = atomic_load(&p->wn);
+	if (!k) {
+		pthread_mutex_lock(&p->mu);
+		if (!(k = atomic_load(&p->wn))) {
+			p->wnd = d;
+			k = kwino_new(&d, in[1]->data, n->n_in > 2 && in[2] ? in[2]->data : NULL, e);
+			atomic_store(&p->wn, k);
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	if (memcmp(&d, &p->wnd, sizeof(d)))
+		return -ENOTSUP;
+	return kwino_run(k, in[0]->dims[0], w->in[0], w->in[1], in[0]->data, out->data, sum, scratch, pool);
+}
+
 bool eng_conv_layout_ok(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 			bool x_blocked, bool y_blocked)
 {
@@ -333,6 +380,13 @@ static int conv_infer(const struct eg_node *n, struct eng_tensor *const *in, str
 			memcpy(out[0]->dims, bc.dims, sizeof(bc.dims));
 			*scratch += conv_tmp_bytes(&cv);
 		}
+	}
+	struct kwino_desc wd;
+	struct kepi we;
+	if (!kepi_from_node(n, &we, NULL) && conv_wino_desc(n, in, &w, &we, &wd)) {
+		size_t s = kwino_scratch(&wd, in[0]->dims[0], w.in[0], w.in[1]);
+		if (s > *scratch)
+			*scratch = s;
 	}
 #ifdef HAVE_DNNL
 	struct kdnn_conv_desc dd;
@@ -484,6 +538,8 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		late.bias = NULL;
 		epi.act = KACT_NONE;
 	}
+	if (!(R && beta == 0.0f) && !conv_wino(n, in, out[0], &w, &epi, R != NULL, scratch, ctx->pool))
+		return 0;
 #ifdef HAVE_DNNL
 	if (!(R && beta == 0.0f) && !conv_dnnl(n, in, out[0], &w, &epi, scratch, ctx->pool))
 		return 0;

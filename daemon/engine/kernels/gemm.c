@@ -35,6 +35,7 @@
 #define MC 96
 #define NC 1024
 #define PART_WORK 1.6e7 /* multiply-adds per part of a big product */
+#define B_PREFETCH 512 /* floats: 2 KiB, 32 k steps of a 16-wide panel */
 
 typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
 		      float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0);
@@ -46,7 +47,7 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
  * of C, and returns 1; otherwise (other activations, edge tiles) it returns 0 and the caller
  * applies e. */
 
-#define UKR_DEFINE(NAME, ATTR, VL, MR)                                                              \
+#define UKR_DEFINE_X(NAME, ATTR, VL, MR, PF)                                                              \
 	typedef float NAME##_v __attribute__((vector_size(VL * 4)));                                \
 	typedef float NAME##_vu __attribute__((vector_size(VL * 4), aligned(4)));                   \
 	typedef int32_t NAME##_vi __attribute__((vector_size(VL * 4)));                             \
@@ -60,6 +61,8 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 		for (int64_t k = 0; k < kc; k++) {                                                   \
 			NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                          \
 			NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                     \
+			if (PF)                                                                      \
+				__builtin_prefetch(b + k * 2 * VL + B_PREFETCH, 0, 3);               \
 			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                         \
 			{                                                                            \
 				NAME##_v av = a[k * MR + i] * ones;                      \
@@ -129,6 +132,10 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 		return 0;                                                                            \
 	}
 
+#define UKR_DEFINE(NAME, ATTR, VL, MR) UKR_DEFINE_X(NAME, ATTR, VL, MR, 0)
+/* The same, prefetching B B_PREFETCH floats ahead (for few rows: B streams from L3 once). */
+#define UKR_DEFINE_PF(NAME, ATTR, VL, MR) UKR_DEFINE_X(NAME, ATTR, VL, MR, 1)
+
 #define UKR_CASE(NAME, M)                                          \
 	case M:                                                    \
 		return NAME##_body(M, kc, a, b, c, ldc, n, alpha, acc, e, i0, j0);
@@ -158,9 +165,14 @@ UKR_DISPATCH(ukr_w16, , UKR_CASE(ukr_w16, 1) UKR_CASE(ukr_w16, 2) UKR_CASE(ukr_w
 UKR_DEFINE(ukr_avx2, T_AVX2, 8, 6)
 UKR_DISPATCH(ukr_avx2, T_AVX2, UKR_CASE(ukr_avx2, 1) UKR_CASE(ukr_avx2, 2) UKR_CASE(ukr_avx2, 3)
 				       UKR_CASE(ukr_avx2, 4) UKR_CASE(ukr_avx2, 5) UKR_CASE(ukr_avx2, 6))
-/* 4 x 16 tiles for few rows (8 accumulators keep both FMA pipes busy: M = 8 takes two of
- * these instead of a 6-row tile and a latency-bound 2-row one). */
-UKR_DEFINE(ukr_avx2m4, T_AVX2, 8, 4)
+/* For few rows (A packed ahead in kgemm_ex), prefetching B: each B panel serves one or two
+ * strips, so it streams from L3 at the kernel's pace. 4 x 16 tiles: 8 accumulators keep both
+ * FMA pipes busy, so M = 8 takes two of these instead of a 6-row tile and a latency-bound
+ * 2-row one. */
+UKR_DEFINE_PF(ukr_avx2pf, T_AVX2, 8, 6)
+UKR_DISPATCH(ukr_avx2pf, T_AVX2, UKR_CASE(ukr_avx2pf, 1) UKR_CASE(ukr_avx2pf, 2) UKR_CASE(ukr_avx2pf, 3)
+					 UKR_CASE(ukr_avx2pf, 4) UKR_CASE(ukr_avx2pf, 5) UKR_CASE(ukr_avx2pf, 6))
+UKR_DEFINE_PF(ukr_avx2m4, T_AVX2, 8, 4)
 UKR_DISPATCH(ukr_avx2m4, T_AVX2, UKR_CASE(ukr_avx2m4, 1) UKR_CASE(ukr_avx2m4, 2) UKR_CASE(ukr_avx2m4, 3)
 					 UKR_CASE(ukr_avx2m4, 4))
 UKR_DEFINE(ukr_avx512, T_AVX512, 16, 8)
@@ -185,7 +197,9 @@ static const struct kfam fams[] = {
 };
 
 #ifdef HAVE_X86_KERNELS
-/* The AVX2 family with 4-row strips (same B panels), for A packed in kgemm_ex. */
+/* The AVX2 family prefetching B, with 6- or 4-row strips (same B panels), for A packed in
+ * kgemm_ex. */
+static const struct kfam fam_avx2pf = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2pf, "avx2" };
 static const struct kfam fam_avx2m4 = { KGEMM_ISA_AVX2, 4, 16, ukr_avx2m4, "avx2" };
 #endif
 
@@ -753,12 +767,13 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	/* Few rows against packed weights (the MLP, small batches): pack A once here, so that the
 	 * columns are split among the threads, each part reading its share of B once (splitting
 	 * the rows had every part stream all of B; splitting the columns without this had each
-	 * part pack all of A). M = 4, 8, 16 on AVX2 take 4-row strips. */
+	 * part pack all of A). On AVX2 the kernels prefetch B, and M = 4, 8, 16 take 4-row
+	 * strips. */
 	struct kgemm_packed pa_own;
 	if (pb && !pa && M <= MC && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
 #ifdef HAVE_X86_KERNELS
-		if (f == &fams[KGEMM_ISA_AVX2] && M <= 16 && M % 4 == 0 && M % 6 != 0)
-			f = &fam_avx2m4;
+		if (f == &fams[KGEMM_ISA_AVX2])
+			f = M <= 16 && M % 4 == 0 && M % 6 != 0 ? &fam_avx2m4 : &fam_avx2pf;
 #endif
 		pack_full_f(f, &pa_own, false, M, K, A, ta ? 1 : lda, ta ? lda : 1,
 			    prepack_buf(kgemm_pack_a_bytes(M, K)));

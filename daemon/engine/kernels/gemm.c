@@ -289,8 +289,6 @@ const char *kgemm_isa_name(void)
 #ifdef HAVE_X86_KERNELS
 #include <immintrin.h>
 
-#include "kernels/transpose8.h"
-
 /* One full strip of mr (6 or 8) rows of row-major a (row stride rs) for k [0, kc): 8 k at a
  * time, 8 contiguous floats from each row transposed in registers into 8 k-major groups of mr,
  * with the rows of the next strip prefetched. Returns how many k it packed (a multiple of 8). */
@@ -356,7 +354,27 @@ T_AVX2 static int64_t pack_bt_panel_avx2(const float *s, int64_t cs, int64_t kc,
 	for (int h = 0; h < nr; h += 8) {
 		const float *r = s + h * cs;
 		for (int64_t k = 0; k < k8; k += 8) {
-			ktr8x8(r + k, cs, dst + k * nr + h, nr);
+			__m256 x0 = _mm256_loadu_ps(r + k), x1 = _mm256_loadu_ps(r + cs + k);
+			__m256 x2 = _mm256_loadu_ps(r + 2 * cs + k), x3 = _mm256_loadu_ps(r + 3 * cs + k);
+			__m256 x4 = _mm256_loadu_ps(r + 4 * cs + k), x5 = _mm256_loadu_ps(r + 5 * cs + k);
+			__m256 x6 = _mm256_loadu_ps(r + 6 * cs + k), x7 = _mm256_loadu_ps(r + 7 * cs + k);
+			__m256 u0 = _mm256_unpacklo_ps(x0, x1), u1 = _mm256_unpackhi_ps(x0, x1);
+			__m256 u2 = _mm256_unpacklo_ps(x2, x3), u3 = _mm256_unpackhi_ps(x2, x3);
+			__m256 u4 = _mm256_unpacklo_ps(x4, x5), u5 = _mm256_unpackhi_ps(x4, x5);
+			__m256 u6 = _mm256_unpacklo_ps(x6, x7), u7 = _mm256_unpackhi_ps(x6, x7);
+			__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+			__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+			__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+			__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+			float *d = dst + k * nr + h;
+			_mm256_storeu_ps(d, _mm256_permute2f128_ps(v0, v4, 0x20));
+			_mm256_storeu_ps(d + nr, _mm256_permute2f128_ps(v1, v5, 0x20));
+			_mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(v2, v6, 0x20));
+			_mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(v3, v7, 0x20));
+			_mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(v0, v4, 0x31));
+			_mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(v1, v5, 0x31));
+			_mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(v2, v6, 0x31));
+			_mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(v3, v7, 0x31));
 		}
 	}
 	return k8;

@@ -398,8 +398,6 @@ VM_VEC static void tr2_part(void *arg, int64_t t0, int64_t t1)
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-
-#include "kernels/transpose8.h"
 #define HAVE_TR_AVX2 1
 
 /* tr2_part with 8 x 8 blocks transposed in AVX2 registers: 8 source rows (b) of 8 contiguous
@@ -421,7 +419,28 @@ __attribute__((target("avx2"))) static void tr2_part_avx2(void *arg, int64_t t0,
 		int64_t a = a0;
 		for (; a + 8 <= a1; a += 8) {
 			for (int64_t b = 0; b < b8; b += 8) {
-				ktr8x8(s + a + b * lds, lds, o + a * B + b, B);
+				const float *r = s + a + b * lds;
+				__m256 x0 = _mm256_loadu_ps(r), x1 = _mm256_loadu_ps(r + lds);
+				__m256 x2 = _mm256_loadu_ps(r + 2 * lds), x3 = _mm256_loadu_ps(r + 3 * lds);
+				__m256 x4 = _mm256_loadu_ps(r + 4 * lds), x5 = _mm256_loadu_ps(r + 5 * lds);
+				__m256 x6 = _mm256_loadu_ps(r + 6 * lds), x7 = _mm256_loadu_ps(r + 7 * lds);
+				__m256 u0 = _mm256_unpacklo_ps(x0, x1), u1 = _mm256_unpackhi_ps(x0, x1);
+				__m256 u2 = _mm256_unpacklo_ps(x2, x3), u3 = _mm256_unpackhi_ps(x2, x3);
+				__m256 u4 = _mm256_unpacklo_ps(x4, x5), u5 = _mm256_unpackhi_ps(x4, x5);
+				__m256 u6 = _mm256_unpacklo_ps(x6, x7), u7 = _mm256_unpackhi_ps(x6, x7);
+				__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+				__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+				__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+				__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+				float *d = o + a * B + b;
+				_mm256_storeu_ps(d, _mm256_permute2f128_ps(v0, v4, 0x20));
+				_mm256_storeu_ps(d + B, _mm256_permute2f128_ps(v1, v5, 0x20));
+				_mm256_storeu_ps(d + 2 * B, _mm256_permute2f128_ps(v2, v6, 0x20));
+				_mm256_storeu_ps(d + 3 * B, _mm256_permute2f128_ps(v3, v7, 0x20));
+				_mm256_storeu_ps(d + 4 * B, _mm256_permute2f128_ps(v0, v4, 0x31));
+				_mm256_storeu_ps(d + 5 * B, _mm256_permute2f128_ps(v1, v5, 0x31));
+				_mm256_storeu_ps(d + 6 * B, _mm256_permute2f128_ps(v2, v6, 0x31));
+				_mm256_storeu_ps(d + 7 * B, _mm256_permute2f128_ps(v3, v7, 0x31));
 			}
 			for (int64_t aa = a; aa < a + 8; aa++)
 				for (int64_t b = b8; b < B; b++)

@@ -1,8 +1,9 @@
 /* dnnl_conv.h - 2-D convolutions (dense and depthwise) through oneDNN's JIT primitives, driven
  * by the exec's own thread pool: each pool task runs a single-threaded oneDNN primitive on one
- * image and one slice of output channels, with the NCHW <-> blocked reorders done per slice
- * while it is in cache. Only built with HAVE_DNNL; ops/conv.c falls back to its own kernels
- * whenever kdnn_conv_wanted says no or kdnn_conv_run returns -ENOTSUP. */
+ * image and one slice of output channels. NCHW input or output is reordered per slice while it
+ * is in cache; data the plan keeps in nChw8c (KDNN_X_BLOCKED / KDNN_Y_BLOCKED) is used as is.
+ * Only built with HAVE_DNNL; ops/conv.c falls back to its own kernels whenever
+ * kdnn_conv_wanted says no or kdnn_conv_run returns -ENOTSUP (never for blocked data). */
 #ifndef ACC_ENGINE_KDNN_CONV_H
 #define ACC_ENGINE_KDNN_CONV_H
 

@@ -235,6 +235,18 @@ static void take_output(struct eg_graph *g, struct eg_node *p, struct eg_node *n
 	n->dead = true;
 }
 
+/* Node p absorbs node n (an Add of one extra operand): p reads the k inputs in ins, gets
+ * internal flag attribute flag = 1 and n's output, and is checked again. 1, or a -errno. */
+static int absorb(struct eg_graph *g, struct eg_node *p, struct eg_node *n, int k, const int *ins, const char *flag,
+		  char **err)
+{
+	set_inputs(p, k, ins);
+	set_int(p, flag, 1);
+	take_output(g, p, n);
+	int rc = reprepare(g, p, err);
+	return rc ? rc : 1;
+}
+
 /* ---- Conv + BatchNormalization ---- */
 
 /* Fold BatchNormalization node bi into the Conv producing its input, if legal. 1 if done. */
@@ -315,11 +327,7 @@ static int fuse_bias(struct eg_graph *g, int ai, char **err)
 		if (g->values[add->out[0]].dtype != DT_FP32)
 			continue;
 		int ins[3] = { mm->in[0], mm->in[1], bv };
-		set_inputs(mm, 3, ins);
-		set_int(mm, "_bias", 1);
-		take_output(g, mm, add);
-		int rc = reprepare(g, mm, err);
-		return rc ? rc : 1;
+		return absorb(g, mm, add, 3, ins, "_bias", err);
 	}
 	return 0;
 }
@@ -620,11 +628,7 @@ static int fuse_sum(struct eg_graph *g, int ai, char **err)
 		    !accepts(conv, "_sum") || eg_attr_int(conv, "group", 1) != 1)
 			continue;
 		int ins[4] = { conv->in[0], conv->in[1], conv->n_in > 2 ? conv->in[2] : -1, r };
-		set_inputs(conv, 4, ins);
-		set_int(conv, "_sum", 1);
-		take_output(g, conv, add);
-		int rc = reprepare(g, conv, err);
-		return rc ? rc : 1;
+		return absorb(g, conv, add, 4, ins, "_sum", err);
 	}
 	return 0;
 }

@@ -381,6 +381,33 @@ T_AVX2 static int64_t pack_bt_panel_avx2(const float *s, int64_t cs, int64_t kc,
 }
 #endif
 
+/* dst[k * w .. + w) = s[k * stride .. + w) for k < kc, with fixed-size copies for the panel
+ * widths the kernels use (the compiler turns each into vector moves). */
+static inline __attribute__((always_inline)) void copy_rows(float *dst, const float *s, int64_t stride, int64_t kc,
+							     int w)
+{
+	switch (w) {
+	case 6:
+		for (int64_t k = 0; k < kc; k++)
+			memcpy(dst + k * 6, s + k * stride, 6 * sizeof(float));
+		break;
+	case 8:
+		for (int64_t k = 0; k < kc; k++)
+			memcpy(dst + k * 8, s + k * stride, 8 * sizeof(float));
+		break;
+	case 16:
+		for (int64_t k = 0; k < kc; k++)
+			memcpy(dst + k * 16, s + k * stride, 16 * sizeof(float));
+		break;
+	case 32:
+		for (int64_t k = 0; k < kc; k++)
+			memcpy(dst + k * 32, s + k * stride, 32 * sizeof(float));
+		break;
+	default:
+		for (int64_t k = 0; k < kc; k++)
+			memcpy(dst + k * w, s + k * stride, (size_t)w * sizeof(float));
+	}
+}
 /* Pack rows [0, m) x k [0, kc) of a (element (i, k) at a[i * rs + k * cs]) into strips of mr. */
 static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t m, int64_t kc, int mr, float *dst)
 {
@@ -400,20 +427,7 @@ static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t m, int64_t kc
 			}
 		} else if (rs == 1 && h == mr) {
 			/* Transposed A: each k's mr rows are contiguous. */
-			const float *col = s;
-			switch (mr) { /* fixed-size copies the compiler turns into vector moves */
-			case 6:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * 6, col + k * cs, 6 * sizeof(float));
-				break;
-			case 8:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * 8, col + k * cs, 8 * sizeof(float));
-				break;
-			default:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * mr, col + k * cs, (size_t)mr * sizeof(float));
-			}
+			copy_rows(dst, s, cs, kc, mr);
 		} else if (cs == 1) {
 			for (int64_t i = 0; i < h; i++) {
 				const float *row = s + i * rs;
@@ -442,24 +456,7 @@ static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int64_t n
 	for (int64_t j0 = 0; j0 < n; j0 += nr) {
 		int64_t w = n - j0 < nr ? n - j0 : nr;
 		if (cs == 1 && w == nr) {
-			const float *s = b + j0;
-			switch (nr) { /* fixed-size copies the compiler turns into vector moves */
-			case 8:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * 8, s + k * rs, 8 * sizeof(float));
-				break;
-			case 16:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * 16, s + k * rs, 16 * sizeof(float));
-				break;
-			case 32:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * 32, s + k * rs, 32 * sizeof(float));
-				break;
-			default:
-				for (int64_t k = 0; k < kc; k++)
-					memcpy(dst + k * nr, s + k * rs, nr * sizeof(float));
-			}
+			copy_rows(dst, b + j0, rs, kc, nr);
 		} else if (cs == 1) {
 			const float *s = b + j0;
 			for (int64_t k = 0; k < kc; k++) {

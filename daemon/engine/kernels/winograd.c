@@ -222,6 +222,31 @@ static void wino_gemm(void *arg, int64_t x0, int64_t x1)
 			 j->k->u[xi], 0.0f, j->O + (size_t)xi * j->R * d->M, d->M, NULL, NULL);
 }
 
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* k's activation on 8 lanes, with lane masks (vector ternaries are C++ only). */
+static inline __attribute__((always_inline)) v8 wino_act(const struct kwino *k, v8 t)
+{
+	const v8 zero = { 0 };
+	v8i m;
+	switch (k->act) {
+	case KACT_RELU:
+		return (v8)((v8i)t & (v8i)(t > zero));
+	case KACT_LEAKYRELU:
+		m = t >= zero;
+		return (v8)(((v8i)t & m) | ((v8i)(t * k->alpha) & ~m));
+	case KACT_CLIP: {
+		v8 lo = zero + k->lo, hi = zero + k->hi;
+		m = t < lo;
+		t = (v8)(((v8i)t & ~m) | ((v8i)lo & m));
+		m = t > hi;
+		return (v8)(((v8i)t & ~m) | ((v8i)hi & m));
+	}
+	default:
+		return t;
+	}
+}
+
 /* Output transform of tile rows [r0, r1). */
 VM_VEC static void wino_out(void *arg, int64_t r0, int64_t r1)
 {
@@ -265,18 +290,15 @@ VM_VEC static void wino_out(void *arg, int64_t r0, int64_t r1)
 						int64_t ow = tx * 4 + b;
 						if (ow >= j->OW)
 							break;
-						float *p = yb + (oh * j->OW + ow) * 8, v[8];
-						memcpy(v, &out[b], sizeof(v));
-						for (int l = 0; l < 8; l++) {
-							float t = v[l] + (j->sum ? p[l] : 0.0f);
-							if (k->act == KACT_RELU)
-								t = t > 0 ? t : 0;
-							else if (k->act == KACT_LEAKYRELU)
-								t = t >= 0 ? t : k->alpha * t;
-							else if (k->act == KACT_CLIP)
-								t = t < k->lo ? k->lo : t > k->hi ? k->hi : t;
-							p[l] = t;
+						float *p = yb + (oh * j->OW + ow) * 8;
+						v8 t = out[b];
+						if (j->sum) {
+							v8 r;
+							LD8(r, p);
+							t += r;
 						}
+						t = wino_act(k, t);
+						memcpy(p, &t, sizeof(t));
 					}
 				}
 			}

@@ -57,19 +57,61 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 		int64_t i0, int64_t j0)                                                               \
 	{                                                                                            \
 		NAME##_v c0[MR], c1[MR], ones = (NAME##_v){ 0 } + 1.0f;                              \
-		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) c0[i] = c1[i] = (NAME##_v){ 0 }; \
-		for (int64_t k = 0; k < kc; k++) {                                                   \
-			NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                          \
-			NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                     \
-			if (PF)                                                                      \
-				__builtin_prefetch(b + k * 2 * VL + B_PREFETCH, 0, 3);               \
-			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                         \
-			{                                                                            \
-				NAME##_v av = a[k * MR + i] * ones;                      \
-				c0[i] += av * b0;                                                    \
-				c1[i] += av * b1;                                                    \
-			}                                                                            \
-		}                                                                                    \
+		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) c0[i] = c1[i] = (NAME##_v){ 0 };                       \
+		if (m <= 2) {                                                                                               \
+			/* One or two rows: 2 or 4 accumulators would wait on the FMA latency every k, so                   \
+			 * k is split over 4 / m interleaved sets, summed at the end. */                                    \
+			enum { S = 4 };                                                                                     \
+			NAME##_v d0[S][2], d1[S][2];                                                                        \
+			const int ns = 4 / m;                                                                               \
+			_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                                \
+				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++) d0[s][i] = d1[s][i] = (NAME##_v){ 0 };  \
+			int64_t k = 0;                                                                                      \
+			for (; k + ns <= kc; k += ns) {                                                                     \
+				_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                        \
+				{                                                                                           \
+					NAME##_v b0 = *(const NAME##_v *)(b + (k + s) * 2 * VL);                            \
+					NAME##_v b1 = *(const NAME##_v *)(b + (k + s) * 2 * VL + VL);                       \
+					if (PF)                                                      \
+						__builtin_prefetch(b + (k + s) * 2 * VL + B_PREFETCH, 0, 3);                      \
+					_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                 \
+					{                                                                                   \
+						NAME##_v av = a[(k + s) * MR + i] * ones;                                   \
+						d0[s][i] += av * b0;                                                        \
+						d1[s][i] += av * b1;                                                        \
+					}                                                                                   \
+				}                                                                                           \
+			}                                                                                                   \
+			for (; k < kc; k++) {                                                                               \
+				NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                                          \
+				NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                                     \
+				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                         \
+				{                                                                                           \
+					NAME##_v av = a[k * MR + i] * ones;                                                 \
+					d0[0][i] += av * b0;                                                                \
+					d1[0][i] += av * b1;                                                                \
+				}                                                                                           \
+			}                                                                                                   \
+			_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                                \
+				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                         \
+				{                                                                                           \
+					c0[i] += d0[s][i];                                                                  \
+					c1[i] += d1[s][i];                                                                  \
+				}                                                                                           \
+		} else {                                                                                                    \
+			for (int64_t k = 0; k < kc; k++) {                                                                  \
+				NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                                          \
+				NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                                     \
+				if (PF)                                                                                     \
+					__builtin_prefetch(b + k * 2 * VL + B_PREFETCH, 0, 3);                              \
+				_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                        \
+				{                                                                                           \
+					NAME##_v av = a[k * MR + i] * ones;                                                 \
+					c0[i] += av * b0;                                                                   \
+					c1[i] += av * b1;                                                                   \
+				}                                                                                           \
+			}                                                                                                   \
+		}                                                                                                           \
 		if (alpha != 1.0f)                                                                   \
 			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                         \
 			{                                                                            \
@@ -429,14 +471,13 @@ static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t m, int64_t kc
 			/* Transposed A: each k's mr rows are contiguous. */
 			copy_rows(dst, s, cs, kc, mr);
 		} else if (cs == 1) {
+			/* A partial strip: zeros first (one contiguous fill, not mr - h strided passes). */
+			memset(dst, 0, (size_t)(mr * kc) * sizeof(float));
 			for (int64_t i = 0; i < h; i++) {
 				const float *row = s + i * rs;
 				for (int64_t k = 0; k < kc; k++)
 					dst[k * mr + i] = row[k];
 			}
-			for (int64_t i = h; i < mr; i++)
-				for (int64_t k = 0; k < kc; k++)
-					dst[k * mr + i] = 0;
 		} else {
 			for (int64_t k = 0; k < kc; k++) {
 				const float *col = s + k * cs;
@@ -765,9 +806,10 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	 * columns are split among the threads, each part reading its share of B once (splitting
 	 * the rows had every part stream all of B; splitting the columns without this had each
 	 * part pack all of A). On AVX2 the kernels prefetch B, and M = 4, 8, 16 take 4-row
-	 * strips. */
+	 * strips. One panel of columns (a classifier's 10
+	 * outputs) is split by rows instead, each part packing its own rows. */
 	struct kgemm_packed pa_own;
-	if (pb && !pa && M <= MC && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
+	if (pb && !pa && M <= MC && N > f->nr && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
 #ifdef HAVE_X86_KERNELS
 		if (f == &fams[KGEMM_ISA_AVX2])
 			f = M <= 16 && M % 4 == 0 && M % 6 != 0 ? &fam_avx2m4 : &fam_avx2pf;

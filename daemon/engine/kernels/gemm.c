@@ -57,7 +57,13 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 		int64_t i0, int64_t j0)                                                               \
 	{                                                                                            \
 		NAME##_v c0[MR], c1[MR], ones = (NAME##_v){ 0 } + 1.0f;                              \
-		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) c0[i] = c1[i] = (NAME##_v){ 0 };                       \
+		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) {                                                      \
+			/* The tile of C is written (and read when acc) after the k loop: start                             \
+			 * fetching it now, as it may be out in L3 (C larger than L2). */                                   \
+			__builtin_prefetch(c + i * ldc, 1, 3);                                                              \
+			__builtin_prefetch(c + i * ldc + 2 * VL - 1, 1, 3);                                                 \
+			c0[i] = c1[i] = (NAME##_v){ 0 };                                                                    \
+		}                                                                                                           \
 		if (m <= 2) {                                                                                               \
 			/* One or two rows: 2 or 4 accumulators would wait on the FMA latency every k, so                   \
 			 * k is split over 4 / m interleaved sets, summed at the end. */                                    \
@@ -227,12 +233,13 @@ struct kfam {
 	int isa, mr, nr;
 	ukr_fn ukr;
 	const char *name;
+	ukr_fn ukr_pf; /* the same tiles prefetching B (first strip over a packed weight panel), or NULL */
 };
 
 static const struct kfam fams[] = {
 	[KGEMM_ISA_GENERIC] = { KGEMM_ISA_GENERIC, 4, 8, ukr_generic, "generic" },
 #ifdef HAVE_X86_KERNELS
-	[KGEMM_ISA_AVX2] = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2, "avx2" },
+	[KGEMM_ISA_AVX2] = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2, "avx2", ukr_avx2pf },
 	[KGEMM_ISA_AVX512] = { KGEMM_ISA_AVX512, 8, 32, ukr_avx512, "avx512" },
 #endif
 	[KGEMM_ISA_W16] = { KGEMM_ISA_W16, 8, 32, ukr_w16, "w16" },
@@ -723,8 +730,11 @@ static void gemm_block(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t
 					for (int64_t ir = 0; ir < mc; ir += mr) {
 						int m = mc - ir < mr ? (int)(mc - ir) : mr;
 						float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
-						if (!f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, et,
-							    ic + ir, jc + jr) &&
+						/* The first strip over a panel of packed weights brings it
+						 * in from L3: that one prefetches ahead. */
+						ukr_fn u = ir == 0 && j->pb && f->ukr_pf ? f->ukr_pf : f->ukr;
+						if (!u(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, et,
+						       ic + ir, jc + jr) &&
 						    et)
 							kepi_apply(et, ct, j->ldc, ic + ir, m, jc + jr, n);
 					}

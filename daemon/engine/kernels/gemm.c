@@ -58,10 +58,12 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 	{                                                                                            \
 		NAME##_v c0[MR], c1[MR], ones = (NAME##_v){ 0 } + 1.0f;                              \
 		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) {                                                      \
-			/* The tile of C is written (and read when acc) after the k loop: start                             \
-			 * fetching it now, as it may be out in L3 (C larger than L2). */                                   \
-			__builtin_prefetch(c + i * ldc, 1, 3);                                                              \
-			__builtin_prefetch(c + i * ldc + 2 * VL - 1, 1, 3);                                                 \
+			/* Big products (no B prefetch): the tile of C is written (and read when                            \
+			 * acc) after the k loop, and may be out in L3: start fetching it now. */                           \
+			if (!PF) {                                                                                          \
+				__builtin_prefetch(c + i * ldc, 1, 3);                                                      \
+				__builtin_prefetch(c + i * ldc + 2 * VL - 1, 1, 3);                                         \
+			}                                                                                                   \
 			c0[i] = c1[i] = (NAME##_v){ 0 };                                                                    \
 		}                                                                                                           \
 		if (m <= 2) {                                                                                               \
@@ -233,13 +235,12 @@ struct kfam {
 	int isa, mr, nr;
 	ukr_fn ukr;
 	const char *name;
-	ukr_fn ukr_pf; /* the same tiles prefetching B (first strip over a packed weight panel), or NULL */
 };
 
 static const struct kfam fams[] = {
 	[KGEMM_ISA_GENERIC] = { KGEMM_ISA_GENERIC, 4, 8, ukr_generic, "generic" },
 #ifdef HAVE_X86_KERNELS
-	[KGEMM_ISA_AVX2] = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2, "avx2", ukr_avx2pf },
+	[KGEMM_ISA_AVX2] = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2, "avx2" },
 	[KGEMM_ISA_AVX512] = { KGEMM_ISA_AVX512, 8, 32, ukr_avx512, "avx512" },
 #endif
 	[KGEMM_ISA_W16] = { KGEMM_ISA_W16, 8, 32, ukr_w16, "w16" },
@@ -730,11 +731,8 @@ static void gemm_block(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t
 					for (int64_t ir = 0; ir < mc; ir += mr) {
 						int m = mc - ir < mr ? (int)(mc - ir) : mr;
 						float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
-						/* The first strip over a panel of packed weights brings it
-						 * in from L3: that one prefetches ahead. */
-						ukr_fn u = ir == 0 && j->pb && f->ukr_pf ? f->ukr_pf : f->ukr;
-						if (!u(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, et,
-						       ic + ir, jc + jr) &&
+						if (!f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, et,
+							    ic + ir, jc + jr) &&
 						    et)
 							kepi_apply(et, ct, j->ldc, ic + ir, m, jc + jr, n);
 					}
@@ -816,10 +814,10 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	 * columns are split among the threads, each part reading its share of B once (splitting
 	 * the rows had every part stream all of B; splitting the columns without this had each
 	 * part pack all of A). On AVX2 the kernels prefetch B, and M = 4, 8, 16 take 4-row
-	 * strips. One panel of columns (a classifier's 10
-	 * outputs) is split by rows instead, each part packing its own rows. */
+	 * strips. (Also for a single panel of columns, a classifier's 10 outputs: splitting
+	 * those by rows without packing A made that GEMM 2.5x faster alone but not the MLP.) */
 	struct kgemm_packed pa_own;
-	if (pb && !pa && M <= MC && N > f->nr && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
+	if (pb && !pa && M <= MC && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
 #ifdef HAVE_X86_KERNELS
 		if (f == &fams[KGEMM_ISA_AVX2])
 			f = M <= 16 && M % 4 == 0 && M % 6 != 0 ? &fam_avx2m4 : &fam_avx2pf;

@@ -2,7 +2,7 @@
 """Race the acceld engine against ONNX Runtime on the benchmark models, interleaved.
 
 usage: bench/engine_vs_ort.py [--quick] [--build DIR] [--peers DIR] [--models a,b]
-                              [--batches 1,8,32] [--threads 2] [--rounds 3] [--min-time 2]
+                              [--batches 1,8,32] [--threads 2] [--rounds 5] [--min-time 1.5]
                               [--min-iters 5] [--warmup 3] [--json FILE]
 
 For every model x batch it runs, several rounds, ours then ORT (the order flips each round),
@@ -80,8 +80,10 @@ def main():
     ap.add_argument("--json", help="append every raw result line to FILE")
     a = ap.parse_args()
     q = a.quick
-    rounds = a.rounds or (1 if q else 3)
-    min_time = a.min_time if a.min_time is not None else (0.5 if q else 2.0)
+    # Five shorter rounds rather than three long ones: the host's slow spells last seconds to
+    # minutes, and the median of five back-to-back pairs is steadier than that of three.
+    rounds = a.rounds or (1 if q else 5)
+    min_time = a.min_time if a.min_time is not None else (0.5 if q else 1.5)
     min_iters = a.min_iters or (3 if q else 5)
     warmup = a.warmup if a.warmup is not None else (1 if q else 3)
 

@@ -36,14 +36,12 @@ VM_INLINE float vm_exp(float x)
 	float n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
 	float r = c - n * 0.693145751953125f;
 	r = r - n * 1.428606765330187045e-06f;
-	float p = 1.0f / 5040;
-	p = p * r + 1.0f / 720;
-	p = p * r + 1.0f / 120;
-	p = p * r + 1.0f / 24;
-	p = p * r + 1.0f / 6;
-	p = p * r + 0.5f;
-	p = p * r + 1.0f;
-	p = p * r + 1.0f;
+	/* The degree-7 Taylor polynomial in Estrin's form: a dependency chain of 3 multiply-adds
+	 * instead of 7, so more elements are in flight at once. */
+	float r2 = r * r, r4 = r2 * r2;
+	float p01 = 1.0f + r, p23 = 0.5f + r * (1.0f / 6), p45 = 1.0f / 24 + r * (1.0f / 120),
+	      p67 = 1.0f / 720 + r * (1.0f / 5040);
+	float p = (p01 + r2 * p23) + r4 * (p45 + r2 * p67);
 	int32_t ni = (int32_t)n, h = ni >> 1;
 	float s1 = vm_f((uint32_t)(h + 127) << 23), s2 = vm_f((uint32_t)(ni - h + 127) << 23);
 	float y = p * s1 * s2;
@@ -54,16 +52,12 @@ VM_INLINE float vm_exp(float x)
 VM_INLINE float vm_erfc_abs(float ax)
 {
 	float t = 1.0f / (1.0f + 0.5f * ax);
-	float p = 0.17087277f;
-	p = p * t - 0.82215223f;
-	p = p * t + 1.48851587f;
-	p = p * t - 1.13520398f;
-	p = p * t + 0.27886807f;
-	p = p * t - 0.18628806f;
-	p = p * t + 0.09678418f;
-	p = p * t + 0.37409196f;
-	p = p * t + 1.00002368f;
-	p = p * t - 1.26551223f;
+	/* Degree 9 in t, Estrin's form (as in vm_exp). */
+	float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+	float q0 = -1.26551223f + t * 1.00002368f, q1 = 0.37409196f + t * 0.09678418f;
+	float q2 = -0.18628806f + t * 0.27886807f, q3 = -1.13520398f + t * 1.48851587f;
+	float q4 = -0.82215223f + t * 0.17087277f;
+	float p = (q0 + t2 * q1) + t4 * (q2 + t2 * q3) + t8 * q4;
 	return t * vm_exp(p - ax * ax);
 }
 

@@ -28,6 +28,11 @@ char *xasprintf(const char *fmt, ...) ACC_PRINTF(1, 2);
 char *xvasprintf(const char *fmt, va_list ap) ACC_PRINTF(1, 0);
 /* Allocate n bytes aligned to align (a power of two >= sizeof(void *)); free with free(). */
 void *xaligned_alloc(size_t align, size_t n);
+/* Like xaligned_alloc(64, n) for big, long-lived buffers (weights, working memory): from
+ * ACC_HUGE_MIN bytes on, 2 MiB-aligned, rounded up to 2 MiB and marked for transparent huge
+ * pages. Returns NULL when out of memory. Free with free(). */
+#define ACC_HUGE_MIN ((size_t)4 << 20)
+void *acc_alloc_big(size_t n);
 
 /* Set *err (if err is non-NULL) to a fresh formatted message and return code (a -errno).
  * Typical use: return acc_err(err, -EINVAL, "bad shape %d", n). The caller owns *err. */

@@ -378,8 +378,8 @@ static int get_plan(struct eng_exec *x, const struct eng_tensor *inputs, struct 
 	if (p->arena_size > x->arena_size) {
 		/* Grow once per new largest shape; touch it now so runs never fault pages in. */
 		size_t sz = (p->arena_size + 4095) & ~(size_t)4095;
-		void *a = NULL;
-		if (posix_memalign(&a, 4096, sz)) {
+		void *a = acc_alloc_big(sz);
+		if (!a) {
 			plan_free(p);
 			return acc_err(err, -ENOMEM, "cannot allocate %zu MiB of working memory", sz >> 20);
 		}

@@ -326,7 +326,7 @@ static int load_weights(struct kdnn_conv *c, const dnnl_memory_desc_t *wmd, cons
 		return -ENOMEM;
 	c->wei_md = *wmd;
 	size_t wb = (dnnl_memory_desc_get_size(wmd) + 63) & ~(size_t)63;
-	c->wei = aligned_alloc(64, wb * c->nm);
+	c->wei = acc_alloc_big(wb * c->nm);
 	c->bias = xcalloc(d->M, sizeof(float));
 	c->wmem = xcalloc(c->nm, sizeof(*c->wmem));
 	c->bmem = xcalloc(c->nm, sizeof(*c->bmem));

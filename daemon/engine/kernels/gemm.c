@@ -551,7 +551,7 @@ static void pack_full_f(const struct kfam *f, struct kgemm_packed *p, bool is_b,
 	p->rows = is_b ? K : outer;
 	p->cols = is_b ? outer : K;
 	p->bytes = (size_t)(pad * (K > 0 ? K : 1)) * sizeof(float);
-	p->data = dst ? dst : aligned_alloc(64, round_up(p->bytes, 64));
+	p->data = dst ? dst : acc_alloc_big(round_up(p->bytes, 64));
 	if (!p->data)
 		fatal("out of memory packing a %zu-byte operand", p->bytes);
 	for (int64_t pc = 0; pc < K; pc += KC) {

@@ -41,7 +41,7 @@ static int reserve_b(struct eg_graph *g, struct eg_node *n, bool trans, char **e
 		return 0;
 	int64_t K = b->dims[trans ? 1 : 0], N = b->dims[trans ? 0 : 1];
 	size_t head = (sizeof(struct mm_params) + 63) & ~(size_t)63;
-	struct mm_params *p = aligned_alloc(64, head + kgemm_pack_b_bytes(K, N));
+	struct mm_params *p = acc_alloc_big(head + kgemm_pack_b_bytes(K, N));
 	if (!p)
 		return eng_node_err(err, -ENOMEM, n, "no memory for packed weights");
 	memset(p, 0, head);

@@ -224,26 +224,31 @@ static void wino_gemm(void *arg, int64_t x0, int64_t x1)
 
 typedef int32_t v8i __attribute__((vector_size(32)));
 
-/* k's activation on 8 lanes, with lane masks (vector ternaries are C++ only). */
-static inline __attribute__((always_inline)) v8 wino_act(const struct kwino *k, v8 t)
+/* k's activation on the 8 lanes at *t, with lane masks (vector ternaries are C++ only; a
+ * pointer, as no function here passes AVX vectors by value). */
+static inline __attribute__((always_inline)) void wino_act(const struct kwino *k, v8 *t)
 {
 	const v8 zero = { 0 };
+	v8 x = *t;
 	v8i m;
 	switch (k->act) {
 	case KACT_RELU:
-		return (v8)((v8i)t & (v8i)(t > zero));
+		*t = (v8)((v8i)x & (v8i)(x > zero));
+		break;
 	case KACT_LEAKYRELU:
-		m = t >= zero;
-		return (v8)(((v8i)t & m) | ((v8i)(t * k->alpha) & ~m));
+		m = x >= zero;
+		*t = (v8)(((v8i)x & m) | ((v8i)(x * k->alpha) & ~m));
+		break;
 	case KACT_CLIP: {
 		v8 lo = zero + k->lo, hi = zero + k->hi;
-		m = t < lo;
-		t = (v8)(((v8i)t & ~m) | ((v8i)lo & m));
-		m = t > hi;
-		return (v8)(((v8i)t & ~m) | ((v8i)hi & m));
+		m = x < lo;
+		x = (v8)(((v8i)x & ~m) | ((v8i)lo & m));
+		m = x > hi;
+		*t = (v8)(((v8i)x & ~m) | ((v8i)hi & m));
+		break;
 	}
 	default:
-		return t;
+		break;
 	}
 }
 
@@ -293,11 +298,11 @@ VM_VEC static void wino_out(void *arg, int64_t r0, int64_t r1)
 						float *p = yb + (oh * j->OW + ow) * 8;
 						v8 t = out[b];
 						if (j->sum) {
-							v8 r;
-							LD8(r, p);
-							t += r;
+							v8 res;
+							LD8(res, p);
+							t += res;
 						}
-						t = wino_act(k, t);
+						wino_act(k, &t);
 						memcpy(p, &t, sizeof(t));
 					}
 				}

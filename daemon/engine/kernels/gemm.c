@@ -47,139 +47,139 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
  * of C, and returns 1; otherwise (other activations, edge tiles) it returns 0 and the caller
  * applies e. */
 
-#define UKR_DEFINE_X(NAME, ATTR, VL, MR, PF)                                                              \
-	typedef float NAME##_v __attribute__((vector_size(VL * 4)));                                \
-	typedef float NAME##_vu __attribute__((vector_size(VL * 4), aligned(4)));                   \
-	typedef int32_t NAME##_vi __attribute__((vector_size(VL * 4)));                             \
-	static inline __attribute__((always_inline)) ATTR int NAME##_body(                           \
-		const int m, int64_t kc, const float *restrict a, const float *restrict b,           \
-		float *restrict c, int64_t ldc, int n, float alpha, int acc, const struct kepi *e,    \
-		int64_t i0, int64_t j0)                                                               \
-	{                                                                                            \
-		NAME##_v c0[MR], c1[MR], ones = (NAME##_v){ 0 } + 1.0f;                              \
-		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) {                                                      \
-			/* Big products (no B prefetch): the tile of C is written (and read when                            \
-			 * acc) after the k loop, and may be out in L3: start fetching it now. */                           \
-			if (!PF) {                                                                                          \
-				__builtin_prefetch(c + i * ldc, 1, 3);                                                      \
-				__builtin_prefetch(c + i * ldc + 2 * VL - 1, 1, 3);                                         \
-			}                                                                                                   \
-			c0[i] = c1[i] = (NAME##_v){ 0 };                                                                    \
-		}                                                                                                           \
-		if (m <= 2) {                                                                                               \
-			/* One or two rows: 2 or 4 accumulators would wait on the FMA latency every k, so                   \
-			 * k is split over 4 / m interleaved sets, summed at the end. */                                    \
-			enum { S = 4 };                                                                                     \
-			NAME##_v d0[S][2], d1[S][2];                                                                        \
-			const int ns = 4 / m;                                                                               \
-			_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                                \
-				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++) d0[s][i] = d1[s][i] = (NAME##_v){ 0 };  \
-			int64_t k = 0;                                                                                      \
-			for (; k + ns <= kc; k += ns) {                                                                     \
-				_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                        \
-				{                                                                                           \
-					NAME##_v b0 = *(const NAME##_v *)(b + (k + s) * 2 * VL);                            \
-					NAME##_v b1 = *(const NAME##_v *)(b + (k + s) * 2 * VL + VL);                       \
-					if (PF)                                                      \
-						__builtin_prefetch(b + (k + s) * 2 * VL + B_PREFETCH, 0, 3);                      \
-					_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                 \
-					{                                                                                   \
-						NAME##_v av = a[(k + s) * MR + i] * ones;                                   \
-						d0[s][i] += av * b0;                                                        \
-						d1[s][i] += av * b1;                                                        \
-					}                                                                                   \
-				}                                                                                           \
-			}                                                                                                   \
-			for (; k < kc; k++) {                                                                               \
-				NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                                          \
-				NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                                     \
-				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                         \
-				{                                                                                           \
-					NAME##_v av = a[k * MR + i] * ones;                                                 \
-					d0[0][i] += av * b0;                                                                \
-					d1[0][i] += av * b1;                                                                \
-				}                                                                                           \
-			}                                                                                                   \
-			_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                                \
-				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                         \
-				{                                                                                           \
-					c0[i] += d0[s][i];                                                                  \
-					c1[i] += d1[s][i];                                                                  \
-				}                                                                                           \
-		} else {                                                                                                    \
-			for (int64_t k = 0; k < kc; k++) {                                                                  \
-				NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                                          \
-				NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                                     \
-				if (PF)                                                                                     \
-					__builtin_prefetch(b + k * 2 * VL + B_PREFETCH, 0, 3);                              \
-				_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                        \
-				{                                                                                           \
-					NAME##_v av = a[k * MR + i] * ones;                                                 \
-					c0[i] += av * b0;                                                                   \
-					c1[i] += av * b1;                                                                   \
-				}                                                                                           \
-			}                                                                                                   \
-		}                                                                                                           \
-		if (alpha != 1.0f)                                                                   \
-			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                         \
-			{                                                                            \
-				c0[i] *= alpha;                                                      \
-				c1[i] *= alpha;                                                      \
-			}                                                                            \
-		if (n == 2 * VL && (!e || e->act == KACT_NONE || e->act == KACT_RELU || e->act == KACT_CLIP)) { \
-			const NAME##_v zero = { 0 };                                                 \
-			NAME##_v lo = zero + (e && e->act == KACT_CLIP ? e->min : 0.0f);             \
-			NAME##_v hi = zero + (e && e->act == KACT_CLIP ? e->max : 0.0f);             \
-			NAME##_v cb0 = zero, cb1 = zero;                                             \
-			if (e && e->bias && !e->bias_per_row) {                                      \
-				cb0 = *(const NAME##_vu *)(e->bias + j0);                            \
-				cb1 = *(const NAME##_vu *)(e->bias + j0 + VL);                       \
-			}                                                                            \
-			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                         \
-			{                                                                            \
-				NAME##_vu *p = (NAME##_vu *)(c + i * ldc);                           \
-				NAME##_v r0 = c0[i], r1 = c1[i];                                     \
-				if (acc) {                                                           \
-					r0 += p[0];                                                  \
-					r1 += p[1];                                                  \
-				}                                                                    \
-				if (e) {                                                             \
-					if (e->bias && e->bias_per_row) {                            \
-						float bb = e->bias[i0 + i];                          \
-						r0 += bb;                                            \
-						r1 += bb;                                            \
-					} else {                                                     \
-						r0 += cb0;                                           \
-						r1 += cb1;                                           \
-					}                                                            \
-					if (e->act == KACT_RELU) {                                   \
-						r0 = (NAME##_v)((NAME##_vi)r0 & (r0 > zero));        \
-						r1 = (NAME##_v)((NAME##_vi)r1 & (r1 > zero));        \
-					} else if (e->act == KACT_CLIP) {                            \
-						NAME##_vi m0 = r0 < lo, m1 = r1 < lo;                \
-						r0 = (NAME##_v)(((NAME##_vi)r0 & ~m0) | ((NAME##_vi)lo & m0)); \
-						r1 = (NAME##_v)(((NAME##_vi)r1 & ~m1) | ((NAME##_vi)lo & m1)); \
-						m0 = r0 > hi;                                        \
-						m1 = r1 > hi;                                        \
-						r0 = (NAME##_v)(((NAME##_vi)r0 & ~m0) | ((NAME##_vi)hi & m0)); \
-						r1 = (NAME##_v)(((NAME##_vi)r1 & ~m1) | ((NAME##_vi)hi & m1)); \
-					}                                                            \
-				}                                                                    \
-				p[0] = r0;                                                           \
-				p[1] = r1;                                                           \
-			}                                                                            \
-			return 1;                                                                    \
-		}                                                                                    \
-		float t[MR][2 * VL] __attribute__((aligned(64)));                                    \
-		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                 \
-		{                                                                                    \
-			*(NAME##_v *)&t[i][0] = c0[i];                                               \
-			*(NAME##_v *)&t[i][VL] = c1[i];                                              \
-		}                                                                                    \
-		for (int i = 0; i < m; i++)                                                          \
-			for (int j = 0; j < n; j++)                                                  \
-				c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];           \
-		return 0;                                                                            \
+#define UKR_DEFINE_X(NAME, ATTR, VL, MR, PF)                                                                               \
+	typedef float NAME##_v __attribute__((vector_size(VL * 4)));                                                       \
+	typedef float NAME##_vu __attribute__((vector_size(VL * 4), aligned(4)));                                          \
+	typedef int32_t NAME##_vi __attribute__((vector_size(VL * 4)));                                                    \
+	static inline __attribute__((always_inline)) ATTR int NAME##_body(                                                 \
+		const int m, int64_t kc, const float *restrict a, const float *restrict b,                                 \
+		float *restrict c, int64_t ldc, int n, float alpha, int acc, const struct kepi *e,                         \
+		int64_t i0, int64_t j0)                                                                                    \
+	{                                                                                                                  \
+		NAME##_v c0[MR], c1[MR], ones = (NAME##_v){ 0 } + 1.0f;                                                    \
+		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++) {                                                     \
+			/* Big products (no B prefetch): the tile of C is written (and read when                           \
+			 * acc) after the k loop, and may be out in L3: start fetching it now. */                          \
+			if (!PF) {                                                                                         \
+				__builtin_prefetch(c + i * ldc, 1, 3);                                                     \
+				__builtin_prefetch(c + i * ldc + 2 * VL - 1, 1, 3);                                        \
+			}                                                                                                  \
+			c0[i] = c1[i] = (NAME##_v){ 0 };                                                                   \
+		}                                                                                                          \
+		if (m <= 2) {                                                                                              \
+			/* One or two rows: 2 or 4 accumulators would wait on the FMA latency every k, so                  \
+			 * k is split over 4 / m interleaved sets, summed at the end. */                                   \
+			enum { S = 4 };                                                                                    \
+			NAME##_v d0[S][2], d1[S][2];                                                                       \
+			const int ns = 4 / m;                                                                              \
+			_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                               \
+				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++) d0[s][i] = d1[s][i] = (NAME##_v){ 0 }; \
+			int64_t k = 0;                                                                                     \
+			for (; k + ns <= kc; k += ns) {                                                                    \
+				_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                       \
+				{                                                                                          \
+					NAME##_v b0 = *(const NAME##_v *)(b + (k + s) * 2 * VL);                           \
+					NAME##_v b1 = *(const NAME##_v *)(b + (k + s) * 2 * VL + VL);                      \
+					if (PF)                                                                            \
+						__builtin_prefetch(b + (k + s) * 2 * VL + B_PREFETCH, 0, 3);               \
+					_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                \
+					{                                                                                  \
+						NAME##_v av = a[(k + s) * MR + i] * ones;                                  \
+						d0[s][i] += av * b0;                                                       \
+						d1[s][i] += av * b1;                                                       \
+					}                                                                                  \
+				}                                                                                          \
+			}                                                                                                  \
+			for (; k < kc; k++) {                                                                              \
+				NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                                         \
+				NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                                    \
+				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                        \
+				{                                                                                          \
+					NAME##_v av = a[k * MR + i] * ones;                                                \
+					d0[0][i] += av * b0;                                                               \
+					d1[0][i] += av * b1;                                                               \
+				}                                                                                          \
+			}                                                                                                  \
+			_Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                               \
+				_Pragma("GCC unroll 2") for (int i = 0; i < m; i++)                                        \
+				{                                                                                          \
+					c0[i] += d0[s][i];                                                                 \
+					c1[i] += d1[s][i];                                                                 \
+				}                                                                                          \
+		} else {                                                                                                   \
+			for (int64_t k = 0; k < kc; k++) {                                                                 \
+				NAME##_v b0 = *(const NAME##_v *)(b + k * 2 * VL);                                         \
+				NAME##_v b1 = *(const NAME##_v *)(b + k * 2 * VL + VL);                                    \
+				if (PF)                                                                                    \
+					__builtin_prefetch(b + k * 2 * VL + B_PREFETCH, 0, 3);                             \
+				_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                       \
+				{                                                                                          \
+					NAME##_v av = a[k * MR + i] * ones;                                                \
+					c0[i] += av * b0;                                                                  \
+					c1[i] += av * b1;                                                                  \
+				}                                                                                          \
+			}                                                                                                  \
+		}                                                                                                          \
+		if (alpha != 1.0f)                                                                                         \
+			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                               \
+			{                                                                                                  \
+				c0[i] *= alpha;                                                                            \
+				c1[i] *= alpha;                                                                            \
+			}                                                                                                  \
+		if (n == 2 * VL && (!e || e->act == KACT_NONE || e->act == KACT_RELU || e->act == KACT_CLIP)) {            \
+			const NAME##_v zero = { 0 };                                                                       \
+			NAME##_v lo = zero + (e && e->act == KACT_CLIP ? e->min : 0.0f);                                   \
+			NAME##_v hi = zero + (e && e->act == KACT_CLIP ? e->max : 0.0f);                                   \
+			NAME##_v cb0 = zero, cb1 = zero;                                                                   \
+			if (e && e->bias && !e->bias_per_row) {                                                            \
+				cb0 = *(const NAME##_vu *)(e->bias + j0);                                                  \
+				cb1 = *(const NAME##_vu *)(e->bias + j0 + VL);                                             \
+			}                                                                                                  \
+			_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                               \
+			{                                                                                                  \
+				NAME##_vu *p = (NAME##_vu *)(c + i * ldc);                                                 \
+				NAME##_v r0 = c0[i], r1 = c1[i];                                                           \
+				if (acc) {                                                                                 \
+					r0 += p[0];                                                                        \
+					r1 += p[1];                                                                        \
+				}                                                                                          \
+				if (e) {                                                                                   \
+					if (e->bias && e->bias_per_row) {                                                  \
+						float bb = e->bias[i0 + i];                                                \
+						r0 += bb;                                                                  \
+						r1 += bb;                                                                  \
+					} else {                                                                           \
+						r0 += cb0;                                                                 \
+						r1 += cb1;                                                                 \
+					}                                                                                  \
+					if (e->act == KACT_RELU) {                                                         \
+						r0 = (NAME##_v)((NAME##_vi)r0 & (r0 > zero));                              \
+						r1 = (NAME##_v)((NAME##_vi)r1 & (r1 > zero));                              \
+					} else if (e->act == KACT_CLIP) {                                                  \
+						NAME##_vi m0 = r0 < lo, m1 = r1 < lo;                                      \
+						r0 = (NAME##_v)(((NAME##_vi)r0 & ~m0) | ((NAME##_vi)lo & m0));             \
+						r1 = (NAME##_v)(((NAME##_vi)r1 & ~m1) | ((NAME##_vi)lo & m1));             \
+						m0 = r0 > hi;                                                              \
+						m1 = r1 > hi;                                                              \
+						r0 = (NAME##_v)(((NAME##_vi)r0 & ~m0) | ((NAME##_vi)hi & m0));             \
+						r1 = (NAME##_v)(((NAME##_vi)r1 & ~m1) | ((NAME##_vi)hi & m1));             \
+					}                                                                                  \
+				}                                                                                          \
+				p[0] = r0;                                                                                 \
+				p[1] = r1;                                                                                 \
+			}                                                                                                  \
+			return 1;                                                                                          \
+		}                                                                                                          \
+		float t[MR][2 * VL] __attribute__((aligned(64)));                                                          \
+		_Pragma("GCC unroll 16") for (int i = 0; i < m; i++)                                                       \
+		{                                                                                                          \
+			*(NAME##_v *)&t[i][0] = c0[i];                                                                     \
+			*(NAME##_v *)&t[i][VL] = c1[i];                                                                    \
+		}                                                                                                          \
+		for (int i = 0; i < m; i++)                                                                                \
+			for (int j = 0; j < n; j++)                                                                        \
+				c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];                                 \
+		return 0;                                                                                                  \
 	}
 
 #define UKR_DEFINE(NAME, ATTR, VL, MR) UKR_DEFINE_X(NAME, ATTR, VL, MR, 0)

@@ -345,6 +345,28 @@ const char *kgemm_isa_name(void)
 #ifdef HAVE_X86_KERNELS
 #include <immintrin.h>
 
+/* Transpose the 8x8 block held in x[0..8) (x[i] = row i) in registers: afterwards x[c] holds
+ * column c. */
+T_AVX2 static inline __attribute__((always_inline)) void tr8x8(__m256 *x)
+{
+	__m256 u0 = _mm256_unpacklo_ps(x[0], x[1]), u1 = _mm256_unpackhi_ps(x[0], x[1]);
+	__m256 u2 = _mm256_unpacklo_ps(x[2], x[3]), u3 = _mm256_unpackhi_ps(x[2], x[3]);
+	__m256 u4 = _mm256_unpacklo_ps(x[4], x[5]), u5 = _mm256_unpackhi_ps(x[4], x[5]);
+	__m256 u6 = _mm256_unpacklo_ps(x[6], x[7]), u7 = _mm256_unpackhi_ps(x[6], x[7]);
+	__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+	__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+	__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+	__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+	x[0] = _mm256_permute2f128_ps(v0, v4, 0x20);
+	x[1] = _mm256_permute2f128_ps(v1, v5, 0x20);
+	x[2] = _mm256_permute2f128_ps(v2, v6, 0x20);
+	x[3] = _mm256_permute2f128_ps(v3, v7, 0x20);
+	x[4] = _mm256_permute2f128_ps(v0, v4, 0x31);
+	x[5] = _mm256_permute2f128_ps(v1, v5, 0x31);
+	x[6] = _mm256_permute2f128_ps(v2, v6, 0x31);
+	x[7] = _mm256_permute2f128_ps(v3, v7, 0x31);
+}
+
 /* One full strip of mr (6 or 8) rows of row-major a (row stride rs) for k [0, kc): 8 k at a
  * time, 8 contiguous floats from each row transposed in registers into 8 k-major groups of mr,
  * with the rows of the next strip prefetched. Returns how many k it packed (a multiple of 8). */
@@ -359,32 +381,15 @@ T_AVX2 static int64_t pack_a_strip_avx2(const float *s, int64_t rs, int64_t kc, 
 		if (!(k & 15))
 			for (int i = 0; i < mr; i++)
 				_mm_prefetch((const char *)(nx + i * rs + k), _MM_HINT_T0);
-		__m256 x0 = _mm256_loadu_ps(r[0] + k), x1 = _mm256_loadu_ps(r[1] + k);
-		__m256 x2 = _mm256_loadu_ps(r[2] + k), x3 = _mm256_loadu_ps(r[3] + k);
-		__m256 x4 = _mm256_loadu_ps(r[4] + k), x5 = _mm256_loadu_ps(r[5] + k);
-		__m256 x6 = _mm256_setzero_ps(), x7 = _mm256_setzero_ps();
-		if (mr == 8) {
-			x6 = _mm256_loadu_ps(r[6] + k);
-			x7 = _mm256_loadu_ps(r[7] + k);
-		}
-		/* 8x8 transpose: t_c holds rows 0..7 of column k + c. */
-		__m256 u0 = _mm256_unpacklo_ps(x0, x1), u1 = _mm256_unpackhi_ps(x0, x1);
-		__m256 u2 = _mm256_unpacklo_ps(x2, x3), u3 = _mm256_unpackhi_ps(x2, x3);
-		__m256 u4 = _mm256_unpacklo_ps(x4, x5), u5 = _mm256_unpackhi_ps(x4, x5);
-		__m256 u6 = _mm256_unpacklo_ps(x6, x7), u7 = _mm256_unpackhi_ps(x6, x7);
-		__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
-		__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
-		__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
-		__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
 		__m256 t[8];
-		t[0] = _mm256_permute2f128_ps(v0, v4, 0x20);
-		t[1] = _mm256_permute2f128_ps(v1, v5, 0x20);
-		t[2] = _mm256_permute2f128_ps(v2, v6, 0x20);
-		t[3] = _mm256_permute2f128_ps(v3, v7, 0x20);
-		t[4] = _mm256_permute2f128_ps(v0, v4, 0x31);
-		t[5] = _mm256_permute2f128_ps(v1, v5, 0x31);
-		t[6] = _mm256_permute2f128_ps(v2, v6, 0x31);
-		t[7] = _mm256_permute2f128_ps(v3, v7, 0x31);
+		_Pragma("GCC unroll 6") for (int i = 0; i < 6; i++)
+			t[i] = _mm256_loadu_ps(r[i] + k);
+		t[6] = t[7] = _mm256_setzero_ps();
+		if (mr == 8) {
+			t[6] = _mm256_loadu_ps(r[6] + k);
+			t[7] = _mm256_loadu_ps(r[7] + k);
+		}
+		tr8x8(t); /* t[c] holds rows 0..7 of column k + c */
 		float *d = dst + k * mr;
 		if (mr == 8) {
 			for (int c = 0; c < 8; c++)
@@ -410,27 +415,13 @@ T_AVX2 static int64_t pack_bt_panel_avx2(const float *s, int64_t cs, int64_t kc,
 	for (int h = 0; h < nr; h += 8) {
 		const float *r = s + h * cs;
 		for (int64_t k = 0; k < k8; k += 8) {
-			__m256 x0 = _mm256_loadu_ps(r + k), x1 = _mm256_loadu_ps(r + cs + k);
-			__m256 x2 = _mm256_loadu_ps(r + 2 * cs + k), x3 = _mm256_loadu_ps(r + 3 * cs + k);
-			__m256 x4 = _mm256_loadu_ps(r + 4 * cs + k), x5 = _mm256_loadu_ps(r + 5 * cs + k);
-			__m256 x6 = _mm256_loadu_ps(r + 6 * cs + k), x7 = _mm256_loadu_ps(r + 7 * cs + k);
-			__m256 u0 = _mm256_unpacklo_ps(x0, x1), u1 = _mm256_unpackhi_ps(x0, x1);
-			__m256 u2 = _mm256_unpacklo_ps(x2, x3), u3 = _mm256_unpackhi_ps(x2, x3);
-			__m256 u4 = _mm256_unpacklo_ps(x4, x5), u5 = _mm256_unpackhi_ps(x4, x5);
-			__m256 u6 = _mm256_unpacklo_ps(x6, x7), u7 = _mm256_unpackhi_ps(x6, x7);
-			__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
-			__m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
-			__m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
-			__m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+			__m256 x[8];
+			_Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+				x[i] = _mm256_loadu_ps(r + i * cs + k);
+			tr8x8(x);
 			float *d = dst + k * nr + h;
-			_mm256_storeu_ps(d, _mm256_permute2f128_ps(v0, v4, 0x20));
-			_mm256_storeu_ps(d + nr, _mm256_permute2f128_ps(v1, v5, 0x20));
-			_mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(v2, v6, 0x20));
-			_mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(v3, v7, 0x20));
-			_mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(v0, v4, 0x31));
-			_mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(v1, v5, 0x31));
-			_mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(v2, v6, 0x31));
-			_mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(v3, v7, 0x31));
+			_Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+				_mm256_storeu_ps(d + i * nr, x[i]);
 		}
 	}
 	return k8;

@@ -18,6 +18,7 @@
 #include "kernels/act.h"
 #include "kernels/dnnl_conv.h"
 #include "threadpool.h"
+#include "pool_fixture.h"
 
 /* A reproducible value in [-1, 1). */
 static float rnd(uint32_t *s)
@@ -299,24 +300,6 @@ static void test_rule(void **state)
 		assert_false(kdnn_conv_wanted(&pw, &e));
 		assert_true(kdnn_conv_wanted(&k3, &e));
 	}
-}
-
-static int setup_pool(void **state)
-{
-	*state = tpool_create(3);
-	return 0;
-}
-
-static int teardown_pool(void **state)
-{
-	tpool_free(*state);
-	return 0;
-}
-
-static int setup_none(void **state)
-{
-	*state = NULL;
-	return 0;
 }
 
 int main(void)

@@ -20,6 +20,7 @@
 #include "kernels/gemm.h"
 #include "kernels/winograd.h"
 #include "threadpool.h"
+#include "pool_fixture.h"
 
 /* A reproducible value in [-1, 1). */
 static float rnd(uint32_t *s)
@@ -160,24 +161,6 @@ static void test_rule(void **state)
 	assert_false(kwino_wanted(&odd, 56, 56, &none));
 	assert_false(kwino_wanted(&pad3, 56, 56, &none));
 	assert_false(kwino_wanted(&ok, 56, 56, &sig));
-}
-
-static int setup_pool(void **state)
-{
-	*state = tpool_create(3);
-	return 0;
-}
-
-static int teardown_pool(void **state)
-{
-	tpool_free(*state);
-	return 0;
-}
-
-static int setup_none(void **state)
-{
-	*state = NULL;
-	return 0;
 }
 
 int main(void)

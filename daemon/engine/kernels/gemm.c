@@ -40,7 +40,7 @@
 #define MC 96
 #define NC 1024
 #define PART_WORK 1.6e7 /* multiply-adds per part of a big product */
-#define B_PREFETCH 512 /* floats: 2 KiB, 32 k steps of a 16-wide panel */
+#define B_PREFETCH 1536 /* floats: 6 KiB, 96 k steps of a 16-wide panel (weights may stream from DRAM) */
 
 typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
 		      float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0);

@@ -48,10 +48,8 @@ VM_VEC static bool act_vec(int act, float *restrict x, int64_t n)
 		return true;
 	case KACT_GELU:
 		/* 1 + erf(v) from erfc(|v|) alone, as the Gelu op does. */
-		for (int64_t i = 0; i < n; i++) {
-			float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
-			x[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e);
-		}
+		VM_FOR_BLOCKED(i, n, float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
+			       x[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e););
 		return true;
 	case KACT_TANH:
 		for (int64_t i = 0; i < n; i++)

@@ -521,10 +521,8 @@ VM_VEC static bool un_f32_vec(enum un_code code, const float *restrict x, float 
 	case U_GELU:
 		/* 1 + erf(v) from erfc(|v|) alone, also below |v| = 0.5 (where it is near 1, so
 		 * erfc's relative error carries over): no second polynomial per element. */
-		for (int64_t i = 0; i < n; i++) {
-			float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
-			y[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e);
-		}
+		VM_FOR_BLOCKED(i, n, float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
+			       y[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e););
 		return true;
 	default:
 		return false;

@@ -83,9 +83,9 @@ struct entry {
 	dnnl_memory_desc_t pad_md; /* the primitive's scratchpad */
 	int64_t cr; /* channels per source reorder slice (dense) */
 	size_t src_bytes, dst_bytes, pad_bytes; /* one image's blocked src, one dst slice, scratchpad */
-	/* Memory objects of conv's arguments, one set per thread (struct tls idx), created at the
-	 * thread's first task and re-pointed after: creating three per task cost a malloc / free
-	 * each, ~3 % of MobileNetV2 at batch 1. */
+	/* Memory objects of conv's arguments, one set per thread (struct tls idx), made with the
+	 * entry (or at a later thread's first task) and re-pointed per task: creating three per
+	 * task cost a malloc / free each, ~3 % of MobileNetV2 at batch 1. */
 	dnnl_memory_t mem[MEM_THREADS][MEM_ROLES];
 };
 
@@ -472,6 +472,14 @@ static void make_entry(struct kdnn_conv *c, struct entry *en, const float *w, co
 	dnnl_memory_desc_init_by_tag(&en->yd_md, 4, yd, dnnl_f32, dnnl_nchw);
 	if (!dnnl_memory_desc_equal(&en->dst_md, &en->yd_md) && !(en->rdst = make_reorder(&en->dst_md, &en->yd_md)))
 		return;
+	/* The memory objects of every thread set up so far (the pools' threads, kdnn_thread_setup),
+	 * made now so that a thread's first task here, however many runs in, allocates nothing. */
+	uint64_t used = atomic_load(&g_idx_used);
+	const dnnl_memory_desc_t *mds[MEM_ROLES] = { &en->src_md, &en->dst_md, en->pad_bytes ? &en->pad_md : NULL };
+	for (int i = 0; i < MEM_THREADS; i++)
+		for (int r = 0; r < MEM_ROLES && (used >> i & 1); r++)
+			if (mds[r] && dnnl_memory_create(&en->mem[i][r], mds[r], g_eng, DNNL_MEMORY_NONE) != dnnl_success)
+				en->mem[i][r] = NULL; /* made at the thread's first task instead */
 	en->ok = true;
 }
 

@@ -633,6 +633,32 @@ static int fuse_sum(struct eg_graph *g, int ai, char **err)
 	return 0;
 }
 
+/* ---- residual Add + LayerNormalization ---- */
+
+/* Fold the Add node producing LayerNormalization li's input into it, when nothing else reads
+ * the sum: LN(x + r) with r as a fourth input and _skip=1 (the post-norm transformer's
+ * residual connections), one pass over the rows instead of two. 1 if done. */
+static int fuse_skip_ln(struct eg_graph *g, int li, char **err)
+{
+	struct eg_node *ln = &g->nodes[li];
+	if (!node_is(ln, "LayerNormalization") || ln->n_in < 2 || ln->n_in > 3 || ln->n_out != 1 ||
+	    eg_attr_find(ln, "_skip") || !accepts(ln, "_skip"))
+		return 0;
+	int v = ln->in[0], ai = producer_is(g, v, "Add");
+	if (ai < 0 || only_consumer(g, v) != li)
+		return 0;
+	struct eg_node *add = &g->nodes[ai];
+	if (add->n_in != 2 || add->n_out != 1 || eg_attr_find(add, "_act") || add->in[0] < 0 || add->in[1] < 0 ||
+	    g->values[add->in[0]].dtype != DT_FP32 || g->values[add->in[1]].dtype != DT_FP32)
+		return 0;
+	int ins[4] = { add->in[0], ln->in[1], ln->n_in > 2 ? ln->in[2] : -1, add->in[1] };
+	set_inputs(ln, 4, ins);
+	set_int(ln, "_skip", 1);
+	add->dead = true;
+	int rc = reprepare(g, ln, err);
+	return rc ? rc : 1;
+}
+
 /* ---- GELU ---- */
 
 /* Whether f is within a few ulps of want. */
@@ -961,6 +987,9 @@ int opt_graph(struct eg_graph *g, struct opt_stats *st, char **err)
 	if ((rc = each_node(g, fuse_sum, err)) < 0)
 		goto out;
 	s.sum_fused = rc;
+	if ((rc = each_node(g, fuse_skip_ln, err)) < 0)
+		goto out;
+	s.skip_ln = rc;
 	if ((rc = each_node(g, fuse_act, err)) < 0)
 		goto out;
 	s.act_fused = rc;

@@ -14,6 +14,8 @@
  *  - Add(Conv output, r) where the Conv (dense, no activation yet) is the Add's only writer
  *    and r is not a constant -> Conv with r as a fourth input and _sum=1 (y = conv + b + r, the
  *    residual connection of ResNets; its Relu then fuses as below);
+ *  - Add(x, r) read only by a LayerNormalization -> that LayerNormalization with r as a fourth
+ *    input and _skip=1 (normalises x + r, broadcast as Add does);
  *  - Relu/Clip/Sigmoid/HardSwish/LeakyRelu/Gelu/Tanh after Conv/Gemm/MatMul (or any op whose
  *    table entry accepts _act, e.g. a residual Add) -> internal attributes _act (OPT_ACT_*),
  *    _act_min/_act_max (Clip), _act_alpha (LeakyRelu) on the producer.
@@ -41,7 +43,7 @@ enum opt_act {
 
 /* What opt_graph did. */
 struct opt_stats {
-	int bn_folded, bias_fused, gelu, layernorm, act_fused, sum_fused;
+	int bn_folded, bias_fused, gelu, layernorm, act_fused, sum_fused, skip_ln;
 	int nodes_before, nodes_after;
 };
 

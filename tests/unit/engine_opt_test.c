@@ -556,6 +556,60 @@ static void test_conv_residual(void **state)
 	}
 }
 
+/* ---- residual Add + LayerNormalization ---- */
+
+/* X[N,4,8] and Y = LayerNormalization(Add(a, b)) over the last axis, per variant:
+ * SK_SAME: a = X, b = Relu(X); SK_BCAST_IN: b = ReduceMean(X) over axis 1 ([N,1,8]);
+ * SK_BCAST_OUT: a = that mean, b = X (the sum is larger than LN's own input);
+ * SK_CONST: b = a constant [8]; SK_SHARED: the sum is also read by the Mul after the LN
+ * (left alone). */
+enum { SK_SAME, SK_BCAST_IN, SK_BCAST_OUT, SK_CONST, SK_SHARED, SK_N };
+
+static uint8_t *skip_ln_model(int v, size_t *len)
+{
+	unsigned seed = 5;
+	Onnx__ModelProto *m = mb_new(17, NULL);
+	int64_t xd[3] = { -1, 4, LN_D }, kd[1] = { LN_D }, ax = 1;
+	mb_input(m, "X", MB_FLOAT, 3, xd);
+	mb_init_rand(m, "w", 1, kd, &seed);
+	mb_init_rand(m, "b", 1, kd, &seed);
+	mb_init_rand(m, "K", 1, kd, &seed);
+	mb_node_auto(m, "Relu", MB_L("X"), MB_L("r"));
+	mb_attr_ints(mb_node_auto(m, "ReduceMean", MB_L("X"), MB_L("mu")), "axes", 1, &ax);
+	const char *a = v == SK_BCAST_OUT ? "mu" : "X";
+	const char *b = v == SK_BCAST_IN ? "mu" : v == SK_BCAST_OUT ? "X" : v == SK_CONST ? "K" : "r";
+	mb_node_auto(m, "Add", MB_L(a, b), MB_L("s"));
+	mb_attr_float(mb_node_auto(m, "LayerNormalization", MB_L("s", "w", "b"), MB_L(v == SK_SHARED ? "n" : "Y")),
+		      "epsilon", 1e-3f);
+	if (v == SK_SHARED)
+		mb_node_auto(m, "Mul", MB_L("n", "s"), MB_L("Y"));
+	mb_output(m, "Y", MB_FLOAT);
+	return mb_pack(m, len);
+}
+
+/* Each variant: fused unless the sum is read elsewhere, same outputs as unoptimised (the
+ * row-by-row path for same shapes, the summed-into-scratch path for broadcasts). */
+static void test_skip_layernorm(void **state)
+{
+	(void)state;
+	static const int want_skip[SK_N] = { 1, 1, 1, 1, 0 };
+	for (int v = 0; v < SK_N; v++) {
+		size_t len;
+		uint8_t *buf = skip_ln_model(v, &len);
+		struct opt_stats st;
+		int before = count_nodes(buf, len, false, &st), after = count_nodes(buf, len, true, &st);
+		if (st.skip_ln != want_skip[v] || after != before - want_skip[v])
+			fail_msg("variant %d: %d -> %d nodes, %d fused", v, before, after, st.skip_ln);
+		float x[3 * 4 * LN_D], a[3 * 4 * LN_D], b[3 * 4 * LN_D];
+		fill(x, ACC_ARRAY_LEN(x), 50 + v);
+		int64_t dims[3] = { 3, 4, LN_D };
+		run_model(buf, len, false, x, 3, dims, a, ACC_ARRAY_LEN(a));
+		run_model(buf, len, true, x, 3, dims, b, ACC_ARRAY_LEN(b));
+		assert_close(a, b, ACC_ARRAY_LEN(a), 1e-4f);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +621,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_bias_wrong_shape_kept),
 		cmocka_unit_test(test_activation_kinds),
 		cmocka_unit_test(test_conv_residual),
+		cmocka_unit_test(test_skip_layernorm),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

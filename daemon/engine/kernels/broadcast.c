@@ -108,3 +108,23 @@ void bcast_run(const struct bcast *b, bcast_fn fn, void *arg, struct tpool *pool
 	int64_t grain = b->inner >= 32768 ? 1 : 32768 / (b->inner ? b->inner : 1);
 	tpool_for(pool, b->runs, grain, bcast_part, &j);
 }
+
+/* y[run] = a[run] + b[run]: one run of bcast_add_f32. */
+static void add_run(void *arg, int64_t n, const int64_t *off, const int64_t *inc, int64_t out_off)
+{
+	const float *const *io = arg;
+	const float *a = io[0] + off[0], *b = io[1] + off[1];
+	float *y = (float *)io[2] + out_off;
+	for (int64_t i = 0; i < n; i++)
+		y[i] = a[i * inc[0]] + b[i * inc[1]];
+}
+
+void bcast_add_f32(const struct eng_tensor *a, const float *ad, const struct eng_tensor *b, const float *bd,
+		   const struct eng_tensor *out, float *y, struct tpool *pool)
+{
+	struct bcast bc;
+	const struct eng_tensor *ts[2] = { a, b };
+	const float *io[3] = { ad, bd, y };
+	bcast_init(&bc, 2, ts, out);
+	bcast_run(&bc, add_run, io, pool);
+}

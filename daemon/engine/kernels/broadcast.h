@@ -29,5 +29,9 @@ typedef void (*bcast_fn)(void *arg, int64_t n, const int64_t *off, const int64_t
 void bcast_init(struct bcast *b, int k, const struct eng_tensor *const *in, const struct eng_tensor *out);
 /* Call fn for every run, split over pool when large. */
 void bcast_run(const struct bcast *b, bcast_fn fn, void *arg, struct tpool *pool);
+/* y = a + b (fp32) broadcast onto out's shape; y holds eng_numel(out) floats (out's data is not
+ * used) and may be neither input unless that input already has out's shape. */
+void bcast_add_f32(const struct eng_tensor *a, const float *ad, const struct eng_tensor *b, const float *bd,
+		   const struct eng_tensor *out, float *y, struct tpool *pool);
 
 #endif

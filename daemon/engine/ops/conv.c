@@ -414,16 +414,6 @@ static void res_copy_run(void *arg, int64_t n, const int64_t *off, const int64_t
 			y[i] = x[0];
 }
 
-/* y[run] = a[run] + b[run]: one broadcast run of the late residual add. */
-static void res_add_run(void *arg, int64_t n, const int64_t *off, const int64_t *inc, int64_t out_off)
-{
-	const float *const *io = arg;
-	const float *a = io[0] + off[0], *b = io[1] + off[1];
-	float *y = (float *)io[2] + out_off;
-	for (int64_t i = 0; i < n; i++)
-		y[i] = a[i * inc[0]] + b[i * inc[1]];
-}
-
 struct im2col_job {
 	const struct eng_win *w;
 	const float *x; /* one group's channels of one image */
@@ -574,11 +564,7 @@ static int conv_run(const struct eg_node *n, struct eng_tensor *const *in, struc
 		}
 	if (R && beta == 0.0f) {
 		struct eng_tensor cv = conv_result(out[0], N, M, &w);
-		struct bcast bc;
-		const struct eng_tensor *ts[2] = { &cv, R };
-		const float *io[3] = { y, R->data, out[0]->data };
-		bcast_init(&bc, 2, ts, out[0]);
-		bcast_run(&bc, res_add_run, io, ctx->pool);
+		bcast_add_f32(&cv, y, R, R->data, out[0], out[0]->data, ctx->pool);
 		if (late.act != KACT_NONE)
 			kact_apply(&late, out[0]->data, eng_numel(out[0]));
 	}

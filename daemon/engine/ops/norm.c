@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/broadcast.h"
 #include "ops/ops.h"
 #include "ops/vmath.h"
 #include "threadpool.h"
@@ -278,12 +279,43 @@ static int bn_run(const struct eg_node *n, struct eng_tensor *const *in, struct 
 static int ln_prepare(struct eg_graph *g, struct eg_node *n, char **err)
 {
 	bool inst = !strcmp(n->op_type, "InstanceNormalization");
-	return f32_prepare(g, n, inst ? 3 : 2, 3, inst ? 1 : 3, err);
+	bool skip = !inst && eg_attr_int(n, "_skip", 0);
+	int rc = f32_prepare(g, n, inst ? 3 : 2, skip ? 4 : 3, inst ? 1 : 3, err);
+	if (!rc && skip && (n->n_in < 4 || n->in[3] < 0))
+		return eng_node_err(err, -EINVAL, n, "_skip needs a fourth input");
+	return rc;
+}
+
+/* The LayerNormalization's input: X, or with a fused residual (`_skip`, set by the graph
+ * optimiser: LN(X + R) for Add(X, R) -> LN) the broadcast of X and R, in *x. */
+static int ln_input(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *x, char **err)
+{
+	*x = *in[0];
+	if (n->n_in < 4 || !in[3])
+		return 0;
+	struct eng_tensor *pair[2] = { in[0], in[3] };
+	if (eng_broadcast_shape(pair, 2, x))
+		return eng_node_err(err, -EINVAL, n, "the residual does not broadcast with X");
+	return 0;
+}
+
+/* Whether a fused residual is added row by row (R and X of the same shape, Scale and B full
+ * rows) rather than summed into scratch first. */
+static bool ln_skip_rowwise(struct eng_tensor *const *in, int64_t len)
+{
+	return in[3]->ndims == in[0]->ndims && !memcmp(in[3]->dims, in[0]->dims, in[0]->ndims * sizeof(int64_t)) &&
+	       eng_numel(in[1]) == len && (!in[2] || eng_numel(in[2]) == len);
 }
 
 static int ln_infer(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		    size_t *scratch, char **err)
 {
+	struct eng_tensor xs;
+	int rc = ln_input(n, in, &xs, err);
+	if (rc)
+		return rc;
+	struct eng_tensor *const *given = in, *ins[3] = { &xs, in[1], n->n_in > 2 ? in[2] : NULL };
+	in = ins;
 	int r = in[0]->ndims;
 	bool inst = !strcmp(n->op_type, "InstanceNormalization");
 	if (inst) {
@@ -294,7 +326,7 @@ static int ln_infer(const struct eg_node *n, struct eng_tensor *const *in, struc
 		if (a < 0 || r == 0)
 			return eng_node_err(err, -EINVAL, n, "axis out of range");
 		/* Scale and B broadcast onto the normalised block X.shape[axis:]. */
-		for (int i = 1; i < n->n_in; i++) {
+		for (int i = 1; i < n->n_in && i < 3; i++) {
 			if (!in[i])
 				continue;
 			if (in[i]->ndims > r - a)
@@ -314,6 +346,13 @@ static int ln_infer(const struct eg_node *n, struct eng_tensor *const *in, struc
 	}
 	out[0]->ndims = r;
 	memcpy(out[0]->dims, in[0]->dims, sizeof(in[0]->dims));
+	if (n->n_in > 3 && given[3]) {
+		int64_t len = 1;
+		for (int d = eng_axis(eg_attr_int(n, "axis", -1), r); d < r; d++)
+			len *= xs.dims[d];
+		if (!ln_skip_rowwise(given, len))
+			*scratch = (size_t)eng_numel(&xs) * sizeof(float);
+	}
 	return 0;
 }
 
@@ -321,14 +360,13 @@ struct ln_job {
 	bool inst;
 	int64_t len, C;
 	float eps;
-	const float *x, *scale, *bias;
+	const float *x, *scale, *bias, *skip; /* skip: a residual of X's shape added row by row */
 	int64_t scale_n, bias_n;
 	float *y, *mean, *istd;
 };
 
-/* LayerNormalization of one row with a full-length scale and optional bias (y may be x). */
-VM_VEC static void ln_row(const float *restrict x, float *restrict y, int64_t len, const float *restrict scale,
-			  const float *restrict bias, float eps, float *mean, float *istd)
+/* Mean and 1 / standard deviation of one row (inlined into the VM_VEC row functions). */
+VM_INLINE void ln_moments(const float *restrict x, int64_t len, float eps, float *mean, float *istd)
 {
 	float sv[LANES] = { 0 };
 	float s = 0;
@@ -352,15 +390,43 @@ VM_VEC static void ln_row(const float *restrict x, float *restrict y, int64_t le
 		q += (x[i] - m) * (x[i] - m);
 	for (int k = 0; k < LANES; k++)
 		q += qv[k];
-	float is = 1.0f / sqrtf(q / (float)len + eps);
+	*mean = m;
+	*istd = 1.0f / sqrtf(q / (float)len + eps);
+}
+
+/* LayerNormalization of one row with a full-length scale and optional bias. */
+VM_VEC static void ln_row(const float *restrict x, float *restrict y, int64_t len, const float *restrict scale,
+			  const float *restrict bias, float eps, float *mean, float *istd)
+{
+	float m, is;
+	ln_moments(x, len, eps, &m, &is);
 	*mean = m;
 	*istd = is;
 	if (bias)
-		for (i = 0; i < len; i++)
+		for (int64_t i = 0; i < len; i++)
 			y[i] = (x[i] - m) * is * scale[i] + bias[i];
 	else
-		for (i = 0; i < len; i++)
+		for (int64_t i = 0; i < len; i++)
 			y[i] = (x[i] - m) * is * scale[i];
+}
+
+/* The same for the row x + r (a fused residual): the sum goes to y, still in L1 for the rest. */
+VM_VEC static void ln_row_skip(const float *restrict x, const float *restrict r, float *restrict y, int64_t len,
+			       const float *restrict scale, const float *restrict bias, float eps, float *mean,
+			       float *istd)
+{
+	for (int64_t i = 0; i < len; i++)
+		y[i] = x[i] + r[i];
+	float m, is;
+	ln_moments(y, len, eps, &m, &is);
+	*mean = m;
+	*istd = is;
+	if (bias)
+		for (int64_t i = 0; i < len; i++)
+			y[i] = (y[i] - m) * is * scale[i] + bias[i];
+	else
+		for (int64_t i = 0; i < len; i++)
+			y[i] = (y[i] - m) * is * scale[i];
 }
 
 /* Rows [r0, r1): normalise each row of len elements. */
@@ -371,7 +437,11 @@ static void ln_part(void *arg, int64_t r0, int64_t r1)
 	if (!j->inst && len > 0 && j->scale_n == len && (!j->bias || j->bias_n == len)) {
 		for (int64_t r = r0; r < r1; r++) {
 			float m, is;
-			ln_row(j->x + r * len, j->y + r * len, len, j->scale, j->bias, j->eps, &m, &is);
+			if (j->skip)
+				ln_row_skip(j->x + r * len, j->skip + r * len, j->y + r * len, len, j->scale, j->bias,
+					    j->eps, &m, &is);
+			else
+				ln_row(j->x + r * len, j->y + r * len, len, j->scale, j->bias, j->eps, &m, &is);
 			if (j->mean)
 				j->mean[r] = m;
 			if (j->istd)
@@ -414,14 +484,27 @@ static void ln_part(void *arg, int64_t r0, int64_t r1)
 static int ln_run(const struct eg_node *n, struct eng_tensor *const *in, struct eng_tensor *const *out,
 		  void *scratch, struct eng_ctx *ctx, char **err)
 {
-	int r = in[0]->ndims;
+	struct eng_tensor xs;
+	int rc = ln_input(n, in, &xs, err);
+	if (rc)
+		return rc;
+	int r = xs.ndims;
 	bool inst = !strcmp(n->op_type, "InstanceNormalization");
 	int a = inst ? 2 : eng_axis(eg_attr_int(n, "axis", -1), r);
 	int64_t rows = 1, len = 1;
 	for (int d = 0; d < r; d++)
-		*(d < a ? &rows : &len) *= in[0]->dims[d];
-	struct ln_job j = { inst, len, inst ? in[0]->dims[1] : 1, eg_attr_float(n, "epsilon", 1e-5f), in[0]->data,
-			    in[1]->data, n->n_in > 2 && in[2] ? in[2]->data : NULL, eng_numel(in[1]),
+		*(d < a ? &rows : &len) *= xs.dims[d];
+	const float *x = in[0]->data, *skip = NULL;
+	if (n->n_in > 3 && in[3]) {
+		if (ln_skip_rowwise(in, len)) {
+			skip = in[3]->data;
+		} else { /* X + R broadcast, summed into scratch first */
+			bcast_add_f32(in[0], in[0]->data, in[3], in[3]->data, &xs, scratch, ctx->pool);
+			x = scratch;
+		}
+	}
+	struct ln_job j = { inst, len, inst ? xs.dims[1] : 1, eg_attr_float(n, "epsilon", 1e-5f), x,
+			    in[1]->data, n->n_in > 2 && in[2] ? in[2]->data : NULL, skip, eng_numel(in[1]),
 			    n->n_in > 2 && in[2] ? eng_numel(in[2]) : 1, out[0]->data,
 			    n->n_out > 1 && out[1] ? out[1]->data : NULL, n->n_out > 2 && out[2] ? out[2]->data : NULL };
 	if (!inst) {
@@ -440,7 +523,7 @@ const struct eng_op eng_ops_norm[] = {
 	  softmax_run, 0 },
 	{ "BatchNormalization", 9, ENG_OPSET_LATEST, DTM_FLOAT, "epsilon momentum training_mode", 0, bn_prepare,
 	  bn_infer, bn_run, 0 },
-	{ "LayerNormalization", 17, ENG_OPSET_LATEST, DTM_FLOAT, "axis epsilon stash_type", 0, ln_prepare, ln_infer,
+	{ "LayerNormalization", 17, ENG_OPSET_LATEST, DTM_FLOAT, "axis epsilon stash_type _skip", 0, ln_prepare, ln_infer,
 	  ln_run, 0 },
 	{ "InstanceNormalization", 6, ENG_OPSET_LATEST, DTM_FLOAT, "epsilon", 0, ln_prepare, ln_infer, ln_run, 0 },
 	{ NULL, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0 },

@@ -37,12 +37,6 @@
  * interleaved pairs): batch 8 1.11x, batch 32 1.09x, batch 1 0.96x; the transformer 1.00x. */
 #define KC_AVX2 512
 #define KC_MAX 512
-/* Within a k block, the 4-row kernel runs KSUB_M4 steps at a time over all the strips before
- * the next KSUB_M4 (half a B panel of 512 x 16 floats, 16 KiB, in L1 while A's 2 or 4 strips
- * go by). Measured on the MLP layers alternated in one program, 2 threads: M = 8 1.09-1.21x,
- * M = 16 1.07-1.11x; the 6-row kernels ran 2-5 % slower with it (M = 32, 128, 1024 at K = 1024:
- * the extra pass over C costs more than L1 saves), so they take whole blocks. */
-#define KSUB_M4 256
 #define MC 96
 #define NC 1024
 #define PART_WORK 1.6e7 /* multiply-adds per part of a big product */
@@ -201,9 +195,18 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 	case M:                                                    \
 		return NAME##_body(M, kc, a, b, c, ldc, n, alpha, acc, e, i0, j0);
 
+/* The kernels start on 64-byte boundaries and their loops on 64 (32 for the B-prefetching
+ * 6-row kernel): Zen 3 fetches a loop from its op cache by 64-byte windows, and where the link
+ * happened to put a kernel decided how many windows its loop spanned. Measured (engine-bench
+ * pairs against one earlier build): the same 4-row kernel code at 0.73-0.77x of it on the MLP at
+ * batch 8 when only other files had changed; aligned, MLP b8 1.01x, b32 1.04x, b1 0.97x, and
+ * the same whatever else changes (loops at 64 for every kernel: b32 0.94x; at 32: b8 0.88x). */
+#define UKR_ALIGN(LOOPS) __attribute__((aligned(64), optimize("align-loops=" #LOOPS)))
+
 #define UKR_DISPATCH(NAME, ATTR, CASES)                                                                 \
-	ATTR static int NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n, \
-			     float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0)               \
+	ATTR static int NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,     \
+				       int m, int n, float alpha, int acc, const struct kepi *e, int64_t i0,  \
+				       int64_t j0)                                                            \
 	{                                                                                               \
 		switch (m) {                                                                            \
 			CASES                                                                           \
@@ -224,20 +227,20 @@ UKR_DISPATCH(ukr_w16, , UKR_CASE(ukr_w16, 1) UKR_CASE(ukr_w16, 2) UKR_CASE(ukr_w
 #define T_AVX2 __attribute__((target("avx2,fma")))
 #define T_AVX512 __attribute__((target("avx512f,fma")))
 UKR_DEFINE(ukr_avx2, T_AVX2, 8, 6)
-UKR_DISPATCH(ukr_avx2, T_AVX2, UKR_CASE(ukr_avx2, 1) UKR_CASE(ukr_avx2, 2) UKR_CASE(ukr_avx2, 3)
+UKR_DISPATCH(ukr_avx2, T_AVX2 UKR_ALIGN(64), UKR_CASE(ukr_avx2, 1) UKR_CASE(ukr_avx2, 2) UKR_CASE(ukr_avx2, 3)
 				       UKR_CASE(ukr_avx2, 4) UKR_CASE(ukr_avx2, 5) UKR_CASE(ukr_avx2, 6))
 /* For few rows (A packed ahead in kgemm_ex), prefetching B: each B panel serves one or two
  * strips, so it streams from L3 at the kernel's pace. 4 x 16 tiles: 8 accumulators keep both
  * FMA pipes busy, so M = 8 takes two of these instead of a 6-row tile and a latency-bound
  * 2-row one. */
 UKR_DEFINE_PF(ukr_avx2pf, T_AVX2, 8, 6)
-UKR_DISPATCH(ukr_avx2pf, T_AVX2, UKR_CASE(ukr_avx2pf, 1) UKR_CASE(ukr_avx2pf, 2) UKR_CASE(ukr_avx2pf, 3)
+UKR_DISPATCH(ukr_avx2pf, T_AVX2 UKR_ALIGN(32), UKR_CASE(ukr_avx2pf, 1) UKR_CASE(ukr_avx2pf, 2) UKR_CASE(ukr_avx2pf, 3)
 					 UKR_CASE(ukr_avx2pf, 4) UKR_CASE(ukr_avx2pf, 5) UKR_CASE(ukr_avx2pf, 6))
 UKR_DEFINE_PF(ukr_avx2m4, T_AVX2, 8, 4)
-UKR_DISPATCH(ukr_avx2m4, T_AVX2, UKR_CASE(ukr_avx2m4, 1) UKR_CASE(ukr_avx2m4, 2) UKR_CASE(ukr_avx2m4, 3)
+UKR_DISPATCH(ukr_avx2m4, T_AVX2 UKR_ALIGN(64), UKR_CASE(ukr_avx2m4, 1) UKR_CASE(ukr_avx2m4, 2) UKR_CASE(ukr_avx2m4, 3)
 					 UKR_CASE(ukr_avx2m4, 4))
 UKR_DEFINE(ukr_avx512, T_AVX512, 16, 8)
-UKR_DISPATCH(ukr_avx512, T_AVX512, UKR_CASE(ukr_avx512, 1) UKR_CASE(ukr_avx512, 2) UKR_CASE(ukr_avx512, 3)
+UKR_DISPATCH(ukr_avx512, T_AVX512 UKR_ALIGN(64), UKR_CASE(ukr_avx512, 1) UKR_CASE(ukr_avx512, 2) UKR_CASE(ukr_avx512, 3)
 					   UKR_CASE(ukr_avx512, 4) UKR_CASE(ukr_avx512, 5) UKR_CASE(ukr_avx512, 6)
 						   UKR_CASE(ukr_avx512, 7) UKR_CASE(ukr_avx512, 8))
 #endif
@@ -247,23 +250,22 @@ struct kfam {
 	ukr_fn ukr;
 	const char *name;
 	int kc; /* k block depth (packed operands are laid out in blocks of it) */
-	int ksub; /* k steps per kernel call within a block (kc: whole blocks) */
 };
 
 static const struct kfam fams[] = {
-	[KGEMM_ISA_GENERIC] = { KGEMM_ISA_GENERIC, 4, 8, ukr_generic, "generic", KC, KC },
+	[KGEMM_ISA_GENERIC] = { KGEMM_ISA_GENERIC, 4, 8, ukr_generic, "generic", KC },
 #ifdef HAVE_X86_KERNELS
-	[KGEMM_ISA_AVX2] = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2, "avx2", KC_AVX2, KC_AVX2 },
-	[KGEMM_ISA_AVX512] = { KGEMM_ISA_AVX512, 8, 32, ukr_avx512, "avx512", KC, KC },
+	[KGEMM_ISA_AVX2] = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2, "avx2", KC_AVX2 },
+	[KGEMM_ISA_AVX512] = { KGEMM_ISA_AVX512, 8, 32, ukr_avx512, "avx512", KC },
 #endif
-	[KGEMM_ISA_W16] = { KGEMM_ISA_W16, 8, 32, ukr_w16, "w16", KC, KC },
+	[KGEMM_ISA_W16] = { KGEMM_ISA_W16, 8, 32, ukr_w16, "w16", KC },
 };
 
 #ifdef HAVE_X86_KERNELS
 /* The AVX2 family prefetching B, with 6- or 4-row strips (same B panels), for A packed in
  * kgemm_ex. */
-static const struct kfam fam_avx2pf = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2pf, "avx2", KC_AVX2, KC_AVX2 };
-static const struct kfam fam_avx2m4 = { KGEMM_ISA_AVX2, 4, 16, ukr_avx2m4, "avx2", KC_AVX2, KSUB_M4 };
+static const struct kfam fam_avx2pf = { KGEMM_ISA_AVX2, 6, 16, ukr_avx2pf, "avx2", KC_AVX2 };
+static const struct kfam fam_avx2m4 = { KGEMM_ISA_AVX2, 4, 16, ukr_avx2m4, "avx2", KC_AVX2 };
 #endif
 
 static const struct kfam *fam = &fams[KGEMM_ISA_GENERIC];
@@ -730,20 +732,15 @@ static void gemm_block(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t
 					pack_a(j->A + ic * j->rsa + pc * j->csa, j->rsa, j->csa, mc, kc, mr, abuf);
 					ap = abuf;
 				}
-				int64_t ksub = mc > mr ? f->ksub : kc;
 				for (int64_t jr = 0; jr < nc; jr += nr) {
 					int n = nc - jr < nr ? (int)(nc - jr) : nr;
-					for (int64_t kk = 0; kk < kc; kk += ksub) {
-						int64_t ks = kc - kk < ksub ? kc - kk : ksub;
-						const struct kepi *es = kk + ks >= kc ? et : NULL;
-						for (int64_t ir = 0; ir < mc; ir += mr) {
-							int m = mc - ir < mr ? (int)(mc - ir) : mr;
-							float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
-							if (!f->ukr(ks, ap + ir * kc + kk * mr, bp + jr * kc + kk * nr, ct, j->ldc,
-								    m, n, j->alpha, acc || kk > 0, es, ic + ir, jc + jr) &&
-							    es)
-								kepi_apply(es, ct, j->ldc, ic + ir, m, jc + jr, n);
-						}
+					for (int64_t ir = 0; ir < mc; ir += mr) {
+						int m = mc - ir < mr ? (int)(mc - ir) : mr;
+						float *ct = j->C + (ic + ir) * j->ldc + jc + jr;
+						if (!f->ukr(kc, ap + ir * kc, bp + jr * kc, ct, j->ldc, m, n, j->alpha, acc, et,
+							    ic + ir, jc + jr) &&
+						    et)
+							kepi_apply(et, ct, j->ldc, ic + ir, m, jc + jr, n);
 					}
 				}
 				if (defer)

@@ -201,7 +201,11 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
  * pairs against one earlier build): the same 4-row kernel code at 0.73-0.77x of it on the MLP at
  * batch 8 when only other files had changed; aligned, MLP b8 1.01x, b32 1.04x, b1 0.97x, and
  * the same whatever else changes (loops at 64 for every kernel: b32 0.94x; at 32: b8 0.88x). */
+#ifdef __clang__
+#define UKR_ALIGN(LOOPS) __attribute__((aligned(64))) /* no per-function loop alignment */
+#else
 #define UKR_ALIGN(LOOPS) __attribute__((aligned(64), optimize("align-loops=" #LOOPS)))
+#endif
 
 #define UKR_DISPATCH(NAME, ATTR, CASES)                                                                 \
 	ATTR static int NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,     \

@@ -159,8 +159,8 @@ static void test_gemm_epilogue(void **state)
 			check_gemm(pool, 13 + act, 21, 17, false, act & 2, 1.0f, 0.0f, act & 3, &e);
 			check_gemm(pool, 70, 50, 40, true, false, 1.0f, 1.0f, 1, &e);
 			check_gemm(pool, 8, 130, 90, false, false, 1.0f, 0.0f, 2, &e);
-			/* 4-row strips over k sub-blocks (and two k blocks on AVX2): the epilogue
-			 * only after the last. */
+			/* 4-row strips over two k blocks (on AVX2; more elsewhere): the epilogue only
+			 * after the last. */
 			check_gemm(pool, 16, 40, 812, false, true, 0.5f, act & 1 ? 1.0f : 0.0f, 2, &e);
 		}
 	}

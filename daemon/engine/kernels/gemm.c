@@ -208,9 +208,8 @@ typedef int (*ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int6
 #endif
 
 #define UKR_DISPATCH(NAME, ATTR, CASES)                                                                 \
-	ATTR static int NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,     \
-				       int m, int n, float alpha, int acc, const struct kepi *e, int64_t i0,  \
-				       int64_t j0)                                                            \
+	ATTR static int NAME(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n, \
+			     float alpha, int acc, const struct kepi *e, int64_t i0, int64_t j0)               \
 	{                                                                                               \
 		switch (m) {                                                                            \
 			CASES                                                                           \

@@ -16,6 +16,7 @@
 #include "kernels/act.h"
 #include "kernels/dwconv.h"
 #include "kernels/gemm.h"
+#include "kernels/transcend.h"
 #include "threadpool.h"
 
 static unsigned rng = 12345;
@@ -257,6 +258,76 @@ static void test_activations(void **state)
 	}
 }
 
+/* ktrans_gelu and ktrans_exp_sum, on both paths (the AVX2 kernels where the CPU has them, the
+ * portable loops), in place and not, at every length around the 32-value blocks, against double
+ * references: GELU as x/2 erfc(-x / sqrt 2), so the negative tail is held to relative accuracy. */
+static void test_transcend(void **state)
+{
+	(void)state;
+	enum { NX = 2300 };
+	static float x[NX], y[NX];
+	for (int i = 0; i < 2000; i++)
+		x[i] = (i - 1000) * 0.0137f; /* -13.7 .. 13.7: past the tails' cut-offs */
+	for (int i = 2000; i < 2200; i++)
+		x[i] = (i - 2100) * 1e-4f;
+	for (int i = 2200; i < NX; i++)
+		x[i] = frand() * 4;
+	x[17] = INFINITY;
+	x[45] = -INFINITY;
+	x[77] = NAN;
+	x[98] = 1e-30f;
+	x[99] = -1e30f;
+	for (int path = 0; path < 2; path++) {
+		bool was = ktrans_force_portable(path == 1);
+		for (int inplace = 0; inplace < 2; inplace++)
+			for (int n = 0; n <= NX; n += n < 70 ? 1 : 743) {
+				for (int i = 0; i < NX; i++)
+					y[i] = inplace ? x[i] : -7.0f;
+				ktrans_gelu(x, inplace ? y : y, n);
+				if (inplace)
+					ktrans_gelu(y, y, 0); /* n = 0 writes nothing */
+				for (int i = 0; i < NX; i++) {
+					double v = x[i], r = 0.5 * v * erfc(-v / sqrt(2.0));
+					if (i >= n) {
+						assert_true(inplace ? (y[i] == x[i] || (y[i] != y[i] && x[i] != x[i])) : y[i] == -7.0f);
+						continue;
+					}
+					if (r != r) {
+						assert_true(y[i] != y[i]);
+						continue;
+					}
+					if (isinf(r)) {
+						assert_true(y[i] == r);
+						continue;
+					}
+					/* relative 1e-6, and beyond |x| = 3 the rounding of the float
+					 * exponent -x^2 / 2 (about 6e-8 x^2 relative) */
+					if (!(fabs(y[i] - r) <= (1e-6 + 1e-7 * v * v) * fabs(r) + 1e-37))
+						fail_msg("path %d n %d: gelu(%g) = %.9g, want %.9g", path, n, x[i], y[i], r);
+				}
+			}
+		/* e^(x - m) and the sum, with values far below the maximum (0 there) */
+		for (int n = 0; n <= 300; n += n < 70 ? 1 : 23) {
+			float m = 2.5f;
+			for (int i = 0; i < n; i++)
+				x[i] = i % 5 == 4 ? -100.0f - i : frand() * 10;
+			float s = ktrans_exp_sum(x, m, y, n);
+			double rs = 0;
+			for (int i = 0; i < n; i++) {
+				double r = exp((double)x[i] - m);
+				r = (double)x[i] - m < -87.3 ? 0 : r;
+				rs += r;
+				if (!(fabs(y[i] - r) <= 3e-7 * r))
+					fail_msg("path %d n %d: exp(%g) = %.9g, want %.9g", path, n, x[i] - m, y[i], r);
+			}
+			assert_true(fabs(s - rs) <= 1e-6 * rs);
+		}
+		x[3] = NAN;
+		assert_true(isnan(ktrans_exp_sum(x, 0, y, 40)) && isnan(y[3]));
+		ktrans_force_portable(was);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_gemm_epilogue),
 		cmocka_unit_test(test_dwconv),
 		cmocka_unit_test(test_activations),
+		cmocka_unit_test(test_transcend),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 
 #include "graph.h"
 #include "kernels/act.h"
+#include "kernels/transcend.h"
 #include "ops/ops.h"
 #include "ops/vmath.h"
 
@@ -47,9 +48,7 @@ VM_VEC static bool act_vec(int act, float *restrict x, int64_t n)
 			x[i] = 1.0f / (1.0f + vm_exp(-x[i]));
 		return true;
 	case KACT_GELU:
-		/* 1 + erf(v) from erfc(|v|) alone, as the Gelu op does. */
-		VM_FOR_BLOCKED(i, n, float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
-			       x[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e););
+		ktrans_gelu(x, x, n);
 		return true;
 	case KACT_TANH:
 		for (int64_t i = 0; i < n; i++)

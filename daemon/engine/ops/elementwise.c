@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/broadcast.h"
+#include "kernels/transcend.h"
 #include "ops/ops.h"
 #include "ops/vmath.h"
 #include "threadpool.h"
@@ -519,10 +520,7 @@ VM_VEC static bool un_f32_vec(enum un_code code, const float *restrict x, float 
 			y[i] = vm_erf(x[i]);
 		return true;
 	case U_GELU:
-		/* 1 + erf(v) from erfc(|v|) alone, also below |v| = 0.5 (where it is near 1, so
-		 * erfc's relative error carries over): no second polynomial per element. */
-		VM_FOR_BLOCKED(i, n, float v = x[i] * (float)M_SQRT1_2, e = vm_erfc_abs(v < 0 ? -v : v);
-			       y[i] = 0.5f * x[i] * (v < 0 ? e : 2.0f - e););
+		ktrans_gelu(x, y, n);
 		return true;
 	default:
 		return false;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/broadcast.h"
+#include "kernels/transcend.h"
 #include "ops/ops.h"
 #include "ops/vmath.h"
 #include "threadpool.h"
@@ -78,7 +79,7 @@ struct softmax_job {
 #define LANES 16 /* partial sums per reduction: one AVX-512 or two AVX2 registers */
 
 /* Softmax or LogSoftmax of one contiguous row (y may be x). */
-VM_VEC static void softmax_row(bool logsm, const float *restrict x, float *restrict y, int64_t len)
+VM_VEC static void softmax_row(bool logsm, const float *x, float *y, int64_t len)
 {
 	float mv[LANES];
 	for (int k = 0; k < LANES; k++)
@@ -108,20 +109,7 @@ VM_VEC static void softmax_row(bool logsm, const float *restrict x, float *restr
 			y[i] = x[i] - ls;
 		return;
 	}
-	for (; i + LANES <= len; i += LANES)
-		for (int k = 0; k < LANES; k++) {
-			float e = vm_exp(x[i + k] - m);
-			y[i + k] = e;
-			sv[k] += e;
-		}
-	for (; i < len; i++) {
-		float e = vm_exp(x[i] - m);
-		y[i] = e;
-		s += e;
-	}
-	for (int k = 0; k < LANES; k++)
-		s += sv[k];
-	float inv = 1.0f / s;
+	float inv = 1.0f / ktrans_exp_sum(x, m, y, len);
 	for (i = 0; i < len; i++)
 		y[i] *= inv;
 }

@@ -1,6 +1,7 @@
 /* dnnl_conv.h - 2-D convolutions (dense and depthwise) through oneDNN's JIT primitives, driven
  * by the exec's own thread pool: each pool task runs a single-threaded oneDNN primitive on one
- * image and one slice of output channels. NCHW input or output is reordered per slice while it
+ * image and one slice of output channels (or, for a one-slice layer at small batch, one half of
+ * its input channels, the halves summed after). NCHW input or output is reordered per slice while it
  * is in cache; data the plan keeps in nChw8c (KDNN_X_BLOCKED / KDNN_Y_BLOCKED) is used as is.
  * Only built with HAVE_DNNL; ops/conv.c falls back to its own kernels whenever
  * kdnn_conv_wanted says no or kdnn_conv_run returns -ENOTSUP (never for blocked data). */

@@ -823,10 +823,12 @@ void kgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 	 * columns are split among the threads, each part reading its share of B once (splitting
 	 * the rows had every part stream all of B; splitting the columns without this had each
 	 * part pack all of A). On AVX2 the kernels prefetch B, and M = 4, 8, 16 take 4-row
-	 * strips. (Also for a single panel of columns, a classifier's 10 outputs: splitting
-	 * those by rows without packing A made that GEMM 2.5x faster alone but not the MLP.) */
+	 * strips. Not for a single panel of columns (a classifier's 10 outputs): that splits by
+	 * rows, each thread packing its own strips, instead of one thread packing all of A while
+	 * the others wait (the MLP's 1024 -> 10 layer, 2 threads: 1.7x at 8 and 32 rows; the MLP
+	 * at batch 32 1.01x, median of 12 pairs). */
 	struct kgemm_packed pa_own;
-	if (pb && !pa && M <= MC && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
+	if (pb && !pa && M <= MC && N > f->nr && work >= 6e4 && kgemm_pack_a_bytes(M, K) <= PREPACK_MAX_BYTES) {
 #ifdef HAVE_X86_KERNELS
 		if (f == &fams[KGEMM_ISA_AVX2])
 			f = M <= 16 && M % 4 == 0 && M % 6 != 0 ? &fam_avx2m4 : &fam_avx2pf;

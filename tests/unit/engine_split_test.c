@@ -1,6 +1,6 @@
 /* engine_split_test.c - batch splitting in eng_exec_run: a convolutional network whose samples
- * are independent runs a batch as chunks (ACCELD_ENGINE_SPLIT=K) and gives the outputs of the
- * whole-batch run; networks that mix samples (a reduction over the batch, MaxPool's Indices) or
+ * are independent runs a batch as chunks (ACCELD_ENGINE_SPLIT=K) or one sample per thread and
+ * gives the outputs of the whole-batch run; networks that mix samples (a reduction over the batch, MaxPool's Indices) or
  * have no convolution run whole. Which way a run went is read off the shape profile
  * (ACCELD_ENGINE_PROFILE=2: every step's input shape, so chunks show as "2x..." rows). */
 #include "config.h"
@@ -151,9 +151,22 @@ static void test_cnn_split(void **state)
 	p = compare(NET_CNN, 5, "5"); /* a chunk as large as the batch: whole */
 	assert_non_null(strstr(p, "Conv+Relu 5x8x6x6"));
 	free(p);
-	p = compare(NET_CNN, 4, NULL); /* default: one sample per thread */
+	p = compare(NET_CNN, 4, NULL); /* default below 8 samples per thread: chunks of one per thread */
 	assert_non_null(strstr(p, "Conv+Relu 2x8x6x6"));
 	free(p);
+}
+
+/* From 8 samples per thread on, each thread runs whole samples on its own (odd counts too:
+ * the threads claim samples as they go), gathered in order into the batch's outputs. */
+static void test_cnn_samples(void **state)
+{
+	(void)state;
+	for (int64_t n = 16; n <= 19; n += 3) {
+		char *p = compare(NET_CNN, n, NULL);
+		assert_non_null(strstr(p, "Conv+Relu 1x8x6x6"));
+		assert_null(strstr(p, "Conv+Relu 2x8x6x6"));
+		free(p);
+	}
 }
 
 /* A reduction over the batch, MaxPool's Indices, or no convolution at all: never split. */
@@ -180,6 +193,7 @@ int main(void)
 	setenv("ACCELD_ENGINE_PROFILE", "2", 1); /* read once, before the engine's first use */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cnn_split),
+		cmocka_unit_test(test_cnn_samples),
 		cmocka_unit_test(test_not_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -515,8 +515,6 @@ static void samples_part(void *arg, int64_t t, int64_t t_end)
 	}
 }
 
-static struct eng_exec *exec_alloc(const struct eng_model *m, int threads);
-
 /* Run the batch one sample per thread (split_chunk -1), gathering the outputs in out_buf. */
 static int run_samples(struct eng_exec *x, const struct eng_tensor *inputs, struct eng_tensor *outputs, char **err)
 {

@@ -421,10 +421,15 @@ static int load_weights(struct kdnn_conv *c, const dnnl_memory_desc_t *wmd, cons
 	dnnl_memory_desc_t umd, bmd;
 	int64_t cin = c->dw ? 1 : d->C;
 	dnnl_dims_t wd5 = { c->mc, 1, 1, d->kh, d->kw }, wd4 = { c->mc, cin, d->kh, d->kw }, bd = { c->mc };
-	dnnl_dims_t wst = { c->full_c * d->kh * d->kw, d->kh * d->kw, d->kw, 1 };
-	if (c->full_c ? dnnl_memory_desc_init_by_strides(&umd, 4, wd4, dnnl_f32, wst)
-	    : c->dw	  ? dnnl_memory_desc_init_by_tag(&umd, 5, wd5, dnnl_f32, dnnl_goihw)
-			  : dnnl_memory_desc_init_by_tag(&umd, 4, wd4, dnnl_f32, dnnl_oihw))
+	dnnl_dims_t wst = { c->full_c * d->kh * d->kw, d->kh * d->kw, d->kw, 1 }; /* a kpart's columns */
+	dnnl_status_t ws;
+	if (c->full_c)
+		ws = dnnl_memory_desc_init_by_strides(&umd, 4, wd4, dnnl_f32, wst);
+	else if (c->dw)
+		ws = dnnl_memory_desc_init_by_tag(&umd, 5, wd5, dnnl_f32, dnnl_goihw);
+	else
+		ws = dnnl_memory_desc_init_by_tag(&umd, 4, wd4, dnnl_f32, dnnl_oihw);
+	if (ws != dnnl_success)
 		return -ENOTSUP;
 	if (dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x))
 		return -ENOTSUP;

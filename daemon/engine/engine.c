@@ -24,7 +24,7 @@
 
 #define PLAN_CACHE 8 /* input-shape signatures kept per exec */
 #define SAMPLES_MAX_THREADS 64 /* pools up to this size may run one sample per thread */
-#define SAMPLES_MIN_PER_THREAD 8 /* ... for batches of at least this many samples per thread */
+#define SAMPLES_MIN_PER_THREAD 4 /* ... for batches of at least this many samples per thread */
 
 struct eng_model {
 	struct eg_graph *g;
@@ -419,7 +419,7 @@ static int get_plan(struct eng_exec *x, const struct eng_tensor *inputs, struct 
 /* Samples per chunk for this batch, or 0 to run it whole, or -1 to run it one sample per
  * thread (run_samples: the default from SAMPLES_MIN_PER_THREAD samples per thread);
  * ACCELD_ENGINE_SPLIT=K forces chunks of K (all threads on each chunk, as before that mode),
- * ACCELD_ENGINE_SPLIT=0 never splits. */
+ * ACCELD_ENGINE_SPLIT=0 never splits, ACCELD_ENGINE_SPLIT=-1 runs one sample per thread. */
 static int64_t split_chunk(const struct eng_exec *x, const struct eng_tensor *inputs)
 {
 	const struct eg_graph *g = x->m->g;
@@ -430,9 +430,11 @@ static int64_t split_chunk(const struct eng_exec *x, const struct eng_tensor *in
 		if (inputs[i].dims[0] != n)
 			return 0;
 	const char *e = getenv("ACCELD_ENGINE_SPLIT");
-	if (e && *e)
+	if (e && *e) {
 		chunk = atoll(e);
-	else if (chunk > 1 && chunk <= SAMPLES_MAX_THREADS && n >= SAMPLES_MIN_PER_THREAD * chunk)
+		if (chunk < 0)
+			return tpool_size(x->pool) > 1 && tpool_size(x->pool) <= SAMPLES_MAX_THREADS ? -1 : 0;
+	} else if (chunk > 1 && chunk <= SAMPLES_MAX_THREADS && n >= SAMPLES_MIN_PER_THREAD * chunk)
 		return -1;
 	return chunk >= 1 && chunk < n ? chunk : 0;
 }
@@ -466,9 +468,11 @@ static void part_inputs(const struct eg_graph *g, const struct eng_tensor *input
  * own (plans, arena; the weights are the model's, shared): no joins between layers and one
  * sample's activations per core, and a thread the host takes away holds back only its own
  * sample. Against chunks of one sample per thread, 2 threads, batch 32 (medians of 5-8 paired
- * runs): MobileNetV2 1.10x, ResNet-18 1.13x, ResNet-50 1.04x; at batch 8 (4 per thread)
- * MobileNetV2 0.96x, hence SAMPLES_MIN_PER_THREAD. Each extra thread's exec adds an arena of
- * one sample (ResNet-50 +13 MiB peak). */
+ * runs): MobileNetV2 1.10x, ResNet-18 1.13x, ResNet-50 1.04x. At batch 8 (4 per thread) a
+ * first set gave MobileNetV2 0.96x; later sets, on a noisier host, 1.17x and 1.29x (10-12 pairs)
+ * and the ResNets 1.03x: the joins of chunks are what a busy host punishes. Below 4 per thread
+ * the last sample leaves a thread idle too long. Each extra thread's exec adds an arena of one
+ * sample (ResNet-50 +13 MiB peak). */
 struct samples_job {
 	struct eng_exec *x;
 	const struct eng_tensor *inputs;

@@ -151,22 +151,28 @@ static void test_cnn_split(void **state)
 	p = compare(NET_CNN, 5, "5"); /* a chunk as large as the batch: whole */
 	assert_non_null(strstr(p, "Conv+Relu 5x8x6x6"));
 	free(p);
-	p = compare(NET_CNN, 4, NULL); /* default below 8 samples per thread: chunks of one per thread */
+	p = compare(NET_CNN, 4, NULL); /* default below 4 samples per thread: chunks of one per thread */
 	assert_non_null(strstr(p, "Conv+Relu 2x8x6x6"));
 	free(p);
 }
 
-/* From 8 samples per thread on, each thread runs whole samples on its own (odd counts too:
- * the threads claim samples as they go), gathered in order into the batch's outputs. */
+/* From 4 samples per thread on (or with ACCELD_ENGINE_SPLIT=-1), each thread runs whole samples
+ * on its own (odd counts too: the threads claim samples as they go), gathered in order into the
+ * batch's outputs. */
 static void test_cnn_samples(void **state)
 {
 	(void)state;
-	for (int64_t n = 16; n <= 19; n += 3) {
+	for (int64_t n = 8; n <= 19; n += 11) {
 		char *p = compare(NET_CNN, n, NULL);
 		assert_non_null(strstr(p, "Conv+Relu 1x8x6x6"));
 		assert_null(strstr(p, "Conv+Relu 2x8x6x6"));
 		free(p);
 	}
+	char *p = compare(NET_CNN, 3, "-1");
+	assert_non_null(strstr(p, "Conv+Relu 1x8x6x6"));
+	assert_null(strstr(p, "Conv+Relu 2x8x6x6"));
+	assert_null(strstr(p, "Conv+Relu 3x8x6x6"));
+	free(p);
 }
 
 /* A reduction over the batch, MaxPool's Indices, or no convolution at all: never split. */

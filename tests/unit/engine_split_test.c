@@ -1,7 +1,7 @@
 /* engine_split_test.c - batch splitting in eng_exec_run: a convolutional network whose samples
- * are independent runs a batch as chunks (ACCELD_ENGINE_SPLIT=K) or one sample per thread and
- * gives the outputs of the whole-batch run; networks that mix samples (a reduction over the batch, MaxPool's Indices) or
- * have no convolution run whole. Which way a run went is read off the shape profile
+ * are independent runs a batch as chunks (ACCELD_ENGINE_SPLIT=K) or one sample per thread, an
+ * MLP in slices of rows per thread, and both give the outputs of the whole-batch run; networks
+ * that mix samples (a reduction over the batch, MaxPool's Indices) run whole. Which way a run went is read off the shape profile
  * (ACCELD_ENGINE_PROFILE=2: every step's input shape, so chunks show as "2x..." rows). */
 #include "config.h"
 
@@ -175,7 +175,32 @@ static void test_cnn_samples(void **state)
 	free(p);
 }
 
-/* A reduction over the batch, MaxPool's Indices, or no convolution at all: never split. */
+/* The MLP from 4 samples per thread on runs slices of up to 8 rows per thread (the last one
+ * shorter), gathered in order; below that, whole (no chunks for GEMM-only networks). */
+static void test_mlp_slices(void **state)
+{
+	(void)state;
+	char *p = compare(NET_MLP, 8, NULL);
+	assert_non_null(strstr(p, "Gemm+Relu 4x8->"));
+	assert_null(strstr(p, "Gemm+Relu 8x8->"));
+	free(p);
+	p = compare(NET_MLP, 13, NULL); /* slices of 6, 6 and 1 */
+	assert_non_null(strstr(p, "Gemm+Relu 6x8->"));
+	assert_non_null(strstr(p, "Gemm+Relu 1x8->"));
+	assert_null(strstr(p, "Gemm+Relu 13x8->"));
+	free(p);
+	p = compare(NET_MLP, 40, NULL);
+	assert_non_null(strstr(p, "Gemm+Relu 8x8->"));
+	assert_null(strstr(p, "Gemm+Relu 40x8->"));
+	free(p);
+	p = compare(NET_MLP, 7, "-3"); /* forced: 3, 3 and 1 */
+	assert_non_null(strstr(p, "Gemm+Relu 3x8->"));
+	assert_non_null(strstr(p, "Gemm+Relu 1x8->"));
+	free(p);
+}
+
+/* A reduction over the batch or MaxPool's Indices: never split; the MLP below 4 samples per
+ * thread: whole. */
 static void test_not_split(void **state)
 {
 	(void)state;
@@ -200,6 +225,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cnn_split),
 		cmocka_unit_test(test_cnn_samples),
+		cmocka_unit_test(test_mlp_slices),
 		cmocka_unit_test(test_not_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

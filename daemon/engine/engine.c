@@ -483,18 +483,20 @@ static void part_inputs(const struct eg_graph *g, const struct eng_tensor *input
  * Each thread of the pool runs whole samples through the graph on its own, with an exec of its
  * own (plans, arena; the weights are the model's, shared): no joins between layers and one
  * sample's activations per core, and a thread the host takes away holds back only its own
- * sample. Models without convolutions take slices of several samples, so that their GEMMs keep
- * rows. Against the whole batch with both threads on each GEMM, the MLP at batch 32 in slices
- * of 8 rows: 1.11x (the median of five sets of 8-12 interleaved pairs, 0.98-1.13), of 4 about
- * the same, of 16 1.01x; at batch 8 in slices of 4: 1.07x and 1.15x. Each thread streams all
- * the weights from L3 (7 MiB) instead of half, but there are no joins and no A packed by one
- * thread while the other waits. The transformer does not
- * qualify (its Transposes move the batch) and measured no gain forced (0.96-1.01x). Against chunks of one sample per thread, 2 threads, batch 32 (medians of 5-8 paired
- * runs): MobileNetV2 1.10x, ResNet-18 1.13x, ResNet-50 1.04x. At batch 8 (4 per thread) a
- * first set gave MobileNetV2 0.96x; later sets, on a noisier host, 1.17x and 1.29x (10-12 pairs)
- * and the ResNets 1.03x: the joins of chunks are what a busy host punishes. Below 4 per thread
- * the last sample leaves a thread idle too long. Each extra thread's exec adds an arena of one
- * sample (ResNet-50 +13 MiB peak). */
+ * sample. Each extra thread's exec adds an arena of one slice (ResNet-50 +13 MiB peak).
+ *
+ * Convolutional models, one sample at a time, against chunks of one sample per thread, 2
+ * threads (medians of paired runs): batch 32 MobileNetV2 1.10x, ResNet-18 1.13x, ResNet-50
+ * 1.04x (5-8 pairs); batch 8 (4 per thread) MobileNetV2 0.96x in a first set, 1.17x and 1.29x
+ * in two later ones on a busier host (10-12 pairs), the ResNets 1.03x: the chunks' joins are
+ * what a busy host punishes. Below 4 per thread (not measured) chunks stay.
+ *
+ * Models without convolutions (the MLP) take slices of several samples, so that their GEMMs
+ * keep rows. Against the whole batch with both threads on each GEMM: batch 32 in slices of 8
+ * 1.11x (the median of five sets of 8-12 pairs, 0.98-1.13), of 4 about the same, of 16 1.01x;
+ * batch 8 in slices of 4 1.07x and 1.15x. Each thread streams all the weights from L3 (7 MiB)
+ * instead of half, but nothing waits on a join or on one thread packing A. The transformer
+ * does not qualify (its Transposes move the batch) and, forced, measured 0.96-1.01x. */
 struct samples_job {
 	struct eng_exec *x;
 	const struct eng_tensor *inputs;

@@ -562,11 +562,13 @@ static int run_samples(struct eng_exec *x, const struct eng_tensor *inputs, int6
 	struct plan *plans[SAMPLES_MAX_THREADS], *plans_last[SAMPLES_MAX_THREADS];
 	for (int t = 0; t < nt; t++) {
 		struct eng_exec *w = t ? x->sub[t] : x;
-		part_inputs(g, inputs, n, 0, last, w->part_in); /* first, so that the plan for per is the newer */
-		int rc = get_plan(w, w->part_in, &plans_last[t], err);
 		part_inputs(g, inputs, n, 0, per, w->part_in);
-		if (!rc)
-			rc = get_plan(w, w->part_in, &plans[t], err);
+		int rc = get_plan(w, w->part_in, &plans[t], err);
+		plans_last[t] = plans[t];
+		if (!rc && last != per) { /* the plan for per, just used, is not the one evicted */
+			part_inputs(g, inputs, n, 0, last, w->part_in);
+			rc = get_plan(w, w->part_in, &plans_last[t], err);
+		}
 		if (rc)
 			return rc;
 	}
